@@ -1,0 +1,27 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Each creates the virtual environment first if it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+# The CPU torch wheel under PIP_FIND_LINKS cannot import PyPI's torchvision, so the
+# install ignores find-links and takes the pinned pair from PyPI.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet --upgrade pip
+	PIP_FIND_LINKS= $(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/prunetune baseline examples/digits_baseline.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,143 @@
+"""The ``prunetune`` command: parse, validate, call one function, print.
+
+Bad input (config, paths, names) exits 2 with one message and no traceback; a run that
+fails exits 1; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from prunetune.errors import PrunetuneError
+
+app = typer.Typer(
+    name="prunetune",
+    help="Find the best way to prune a convolutional network: a Ray Tune + Optuna search over "
+    "prune-and-recover pipelines, with a Pareto front of accuracy against MACs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config of the job (see examples/ and the README).")]
+OverridesArg = Annotated[
+    list[str] | None, typer.Argument(help="Overrides of config fields, e.g. baseline.epochs=5 data.name=shapes.")
+]
+
+
+def user_facing(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn prunetune's errors into a message and an exit code instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except PrunetuneError as error:
+            err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_facing
+def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Train (or reuse) the unpruned model, evaluate it, write model.pt and baseline.json."""
+    from prunetune.baseline import prepare_baseline
+    from prunetune.config import load_config
+    from prunetune.models import resolve
+
+    job = load_config(config, overrides or [])
+    resolve(job.model.name)  # an unknown model fails here, before any data is built
+    out.print(f"baseline: {job.model.name} on {job.data.name} ({job.data.image_size}px), "
+              f"{job.baseline.epochs} epochs")
+    result = prepare_baseline(job, on_epoch=_print_epoch)
+    record = result.record
+    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s"
+    table = Table(title=f"baseline ({state})", show_header=False)
+    for name, value in (
+        ("val accuracy", f"{record.accuracy:.4f}"),
+        ("val loss", f"{record.loss:.4f}"),
+        ("MACs", f"{record.macs:,} ({record.macs / 1e6:.2f}M)"),
+        ("params", f"{record.params:,} ({record.params / 1e6:.2f}M)"),
+        ("device", record.device),
+        ("directory", str(result.directory)),
+    ):
+        table.add_row(name, value)
+    out.print(table)
+
+
+def _print_epoch(row: dict[str, Any]) -> None:
+    out.print(
+        f"[baseline | epoch {row['epoch']}/{row['epochs']}] train loss {row['train_loss']:.4f} "
+        f"acc {row['train_accuracy']:.4f} | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} "
+        f"| time {row['seconds']:.1f}s",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("config")
+@user_facing
+def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Validate a config and print it resolved, with every default filled in."""
+    from prunetune.config import load_config
+
+    job = load_config(config, overrides or [])
+    out.print(yaml.safe_dump(job.to_dict(), sort_keys=False), end="", highlight=False, markup=False)
+
+
+@app.command()
+@user_facing
+def reference() -> None:
+    """Print the config reference (every field, type, default and meaning) as Markdown."""
+    from prunetune.config import reference_markdown
+
+    out.print(reference_markdown(), end="", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("list")
+@user_facing
+def list_names(
+    what: Annotated[str, typer.Argument(help="datasets or models")],
+) -> None:
+    """List the registered datasets, or the models prunetune can build by name."""
+    from prunetune.errors import UserError
+
+    if what == "datasets":
+        from prunetune.data import DATASETS
+
+        out.print("\n".join(DATASETS.names()))
+    elif what == "models":
+        import torchvision
+
+        from prunetune.models import MODELS
+
+        out.print("prunetune: " + ", ".join(MODELS.names()), highlight=False)
+        out.print("torchvision: " + ", ".join(torchvision.models.list_models(module=torchvision.models)), highlight=False)
+        out.print("timm: any name from timm.list_models(), e.g. resnet18, efficientnet_b0 (prefix 'timm:' to choose)",
+                  highlight=False)
+    else:
+        raise UserError(f"list: unknown kind {what!r}; known: datasets, models")
+
+
+def main() -> None:
+    app(prog_name="prunetune")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""The typed schema of a pruning job: YAML in, dotted overrides, plain dicts out and back.
+
+Every section is a frozen pydantic model that forbids unknown keys, so a typo is an error
+that names the field instead of a silently ignored setting. ``load_config`` is the edge:
+it validates once and raises ``ConfigError`` listing each bad field path, the bad value and
+what is allowed. Ray passes configs between processes as dicts: ``JobConfig.to_dict`` and
+``JobConfig.from_dict`` round-trip losslessly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from prunetune.errors import ConfigError, UnknownNameError
+from prunetune.registry import Registry
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+def _dataset_registry() -> Registry:
+    from prunetune.data.registry import DATASETS
+
+    return DATASETS
+
+
+def _known_dataset(name: str) -> str:
+    if name not in _dataset_registry():
+        raise UnknownNameError("dataset", name, _dataset_registry().names())
+    return name
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(Section):
+    name: Annotated[str, AfterValidator(_known_dataset)] = Field(
+        "digits", description="a registered dataset: cifar10, cifar100, digits, imagefolder, shapes"
+    )
+    root: str | None = Field(None, description="local folder for cifar10/cifar100/imagefolder; never downloaded")
+    image_size: int = Field(32, ge=8, le=1024, description="side of the square input images")
+    channels: Literal[1, 3] = Field(3, description="image channels fed to the model")
+    val_fraction: Fraction = Field(0.2, description="held-out share for datasets without an official val split")
+    train_size: int | None = Field(None, ge=1, description="images in train (generated for shapes, a subset otherwise)")
+    val_size: int | None = Field(None, ge=1, description="images in val (generated for shapes, a subset otherwise)")
+    calibration_size: int = Field(512, ge=1, description="train images set aside, unaugmented, for statistics")
+    batch_size: int = Field(128, ge=1, description="training batch size")
+    eval_batch_size: int = Field(512, ge=1, description="batch size of evaluation and statistics passes")
+    augment: bool = Field(True, description="random crop with padding and horizontal flip while training")
+    crop_padding: int = Field(4, ge=0, description="padding of the random crop")
+    hflip: bool = Field(True, description="flip horizontally when augmenting (off for digits-like data)")
+    device_resident: Literal["auto", "always", "never"] = Field(
+        "auto", description="keep in-memory datasets on the training device (auto: when they fit)"
+    )
+    num_workers: int = Field(2, ge=0, description="loader processes for file-backed datasets (imagefolder)")
+
+
+class ModelConfig(Section):
+    name: str = Field(
+        "mobilenet_v3_small",
+        description="torchvision or timm model name (prefix 'torchvision:' or 'timm:' to choose), "
+        "a prunetune model, or 'package.module:callable'",
+    )
+    num_classes: int | None = Field(None, ge=1, description="default: the dataset's class count")
+    checkpoint: str | None = Field(None, description="local weights to start from")
+    checkpoint_format: Literal["auto", "state_dict", "module"] = "auto"
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments to the builder")
+
+
+class BaselineConfig(Section):
+    epochs: int = Field(30, ge=0, description="0 evaluates model.checkpoint without training")
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="SGD uses Nesterov momentum")
+    lr: float = Field(0.05, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(5e-4, ge=0.0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(1, ge=0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    recalibrate_bn: bool = Field(
+        True, description="re-estimate BatchNorm statistics on the calibration split after training"
+    )
+
+
+class MacAwareConfig(Section):
+    # seed 003 1.3.4: score = base^alpha * cost^beta (multiplicative) or base + beta * cost (additive)
+    base: Literal["l1", "l2", "bn_gamma", "taylor", "lamp", "random", "vbp"] = "l1"
+    alpha: float = Field(1.0, ge=0.0)
+    beta: float = 0.0
+    mode: Literal["additive", "multiplicative"] = "multiplicative"
+
+
+class ScheduleConfig(Section):
+    kind: Literal["targets", "linear", "geometric", "one_shot", "mac_target"] = Field(
+        "targets", description="how the sparsity steps are chosen"
+    )
+    targets: tuple[Fraction, ...] = Field((0.1, 0.2, 0.3), description="cumulative channel sparsities (targets)")
+    final_sparsity: Fraction = Field(0.5, description="end point of linear / geometric / one_shot")
+    steps: int = Field(5, ge=1, le=1000, description="number of steps of linear / geometric")
+    mac_target: Fraction = Field(0.5, description="MACs to keep, as a fraction of the baseline (mac_target)")
+
+    @model_validator(mode="after")
+    def _targets_increase(self) -> ScheduleConfig:
+        if any(b <= a for a, b in zip(self.targets, self.targets[1:])):
+            raise ValueError(f"targets must increase strictly, got {list(self.targets)}")
+        return self
+
+
+class PruningConfig(Section):
+    scope: Literal["expand", "all"] = Field(
+        "expand", description="expand: intermediate dimension only (seed 000 MLP-only); all: every prunable group"
+    )
+    include: tuple[str, ...] = Field((), description="module-name patterns added to the scope")
+    exclude: tuple[str, ...] = Field((), description="module-name patterns removed from the scope")
+    criterion: Literal["l1", "l2", "bn_gamma", "taylor", "lamp", "random", "vbp", "mac_aware"] = Field(
+        "l1", description="channel importance criterion"
+    )
+    group_reduction: Literal["mean", "max", "sum", "first"] = Field(
+        "mean", description="how magnitude scores of coupled layers combine"
+    )
+    mac_aware: MacAwareConfig = Field(default_factory=MacAwareConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    round_to: int | None = Field(None, ge=1, description="keep channel counts multiples of this")
+    max_layer_ratio: float = Field(0.9, gt=0.0, le=1.0, description="most of one group's channels pruned")
+    compensation: bool = Field(False, description="fold pruned channels' means into the consumer (seed 003 1.5.1)")
+    repair: Literal["none", "bn", "layerwise", "asr"] = Field(
+        "bn", description="after each prune: nothing, BN recalibration, layer-wise or ASR (seed 004) scaling + BN"
+    )
+    asr_lambda: float | None = Field(None, ge=0.0, description="ASR shrinkage; None: data-driven default")
+    recalibration_split: Literal["calibration", "val"] = Field(
+        "calibration", description="data for BN recalibration (seed 001 suspected val hurt)"
+    )
+    recalibration_samples: int = Field(512, ge=1, description="images forwarded for BN recalibration")
+    calibration_batches: int = Field(4, ge=1, description="batches of calibration data for statistics")
+    mask_then_prune: bool = Field(False, description="zero channels at intermediate steps, remove them at the last")
+
+
+class RecoveryConfig(Section):
+    epochs: int = Field(10, ge=0, description="most recovery epochs per step")
+    patience: int | None = Field(3, ge=1, description="epochs without val improvement before stopping")
+    optimizer: Literal["sgd", "adamw"] = Field("adamw", description="recovery optimizer (rebuilt after every prune)")
+    lr: float = Field(1e-4, gt=0.0, description="learning rate below lr_high_threshold")
+    lr_high: float | None = Field(None, gt=0.0, description="learning rate at or above lr_high_threshold")
+    lr_high_threshold: Fraction | None = Field(None, description="target sparsity from which lr_high is used")
+    weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="per-step learning-rate schedule")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs at the start of each step")
+    kd_alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the distillation term")
+    kd_temperature: float = Field(4.0, gt=0.0, description="distillation temperature T")
+    variance_entropy_lambda: float = Field(0.0, ge=0.0, description="weight of the variance-entropy loss (seed 003 1.4)")
+    sparse_pretrain_epochs: int = Field(0, ge=0, description="L2,1 sparse training before the first step")
+    sparse_lambda: float = Field(1e-4, ge=0.0, description="weight of the L2,1 group penalty")
+
+    @model_validator(mode="after")
+    def _lr_high_pair(self) -> RecoveryConfig:
+        if (self.lr_high is None) != (self.lr_high_threshold is None):
+            raise ValueError("lr_high and lr_high_threshold are set together or not at all")
+        return self
+
+
+class StopConfig(Section):
+    max_accuracy_drop: float | None = Field(
+        0.01, ge=0.0, le=1.0, description="threshold = baseline accuracy minus this (absolute)"
+    )
+    min_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="absolute accuracy threshold")
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> StopConfig:
+        if self.max_accuracy_drop is not None and self.min_accuracy is not None:
+            raise ValueError("set max_accuracy_drop or min_accuracy, not both")
+        return self
+
+
+class SearchConfig(Section):
+    num_samples: int = Field(8, ge=1, description="trials to complete")
+    sampler: Literal["tpe", "nsga2", "gp", "random"] = Field("tpe", description="Optuna sampler")
+    objectives: Literal["accuracy_macs", "min_macs", "max_accuracy"] = Field(
+        "accuracy_macs", description="accuracy_macs: two objectives (Pareto); the others: one"
+    )
+    max_concurrent_trials: int = Field(2, ge=1)
+    cpus_per_trial: float = Field(1.0, gt=0.0)
+    gpus_per_trial: float = Field(0.0, ge=0.0, description="fractions share one GPU between trials")
+    space: dict[str, Any] = Field(default_factory=dict, description="field path -> distribution")
+
+
+class StorageConfig(Section):
+    root: str = Field("runs", description="folder (or URI for searches) holding run directories")
+    study_url: str | None = Field(None, description="SQLAlchemy URL of the Optuna study storage")
+
+
+class RuntimeConfig(Section):
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 on CUDA")
+    channels_last: bool = Field(True, description="NHWC memory layout on CUDA")
+    compile: bool = Field(False, description="torch.compile the model for training")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
+
+
+class JobConfig(Section):
+    name: str = Field("prunetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="name of the job / experiment")
+    seed: int = Field(0, description="seeds data splits, initialisation, shuffling and the search")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
+    stop: StopConfig = Field(default_factory=StopConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobConfig:
+        return validate_config(data)
+
+    def baseline_hash(self) -> str:
+        """Hash of everything that decides the baseline model, so equal configs share one."""
+        decisive = {k: self.to_dict()[k] for k in ("seed", "data", "model", "baseline")}
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def validate_config(data: Any) -> JobConfig:
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError([_describe(e) for e in error.errors()]) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> JobConfig:
+    """Read YAML (or start from defaults), apply ``key.sub=value`` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = read_yaml(Path(path))
+    return validate_config(apply_overrides(raw, overrides))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError([("", f"config file {str(path)!r} does not exist")])
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError([("", f"config file {str(path)!r} is not valid YAML: {error}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([("", f"config file {str(path)!r} must hold a mapping, not {type(raw).__name__}")])
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` set; the value is parsed as YAML."""
+    result = json.loads(json.dumps(raw))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([("", f"override {item!r} is not of the form key.sub=value")])
+        *parents, leaf = key.strip().split(".")
+        node = result
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError([(".".join(parents[: depth + 1]), f"is {child!r}, not a section; cannot set {key}")])
+            node = child
+        try:
+            node[leaf] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            node[leaf] = text
+    return result
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    loc = tuple(error["loc"])
+    path = ".".join(str(part) for part in loc)
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        return path, f"unknown field; allowed fields here: {', '.join(known)}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), UnknownNameError):
+        return path, message
+    return path, f"{message} (got {error.get('input')!r})"
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = JobConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def reference() -> list[tuple[str, str, str, str]]:
+    """(field path, type, default, description) for every leaf field, for docs and --help."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            path = f"{prefix}{name}"
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{path}.")
+                continue
+            default = field.get_default(call_default_factory=True)
+            if typing.get_origin(annotation) is Literal:
+                kind = "one of " + ", ".join(str(choice) for choice in typing.get_args(annotation))
+            else:
+                kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+            symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+            limits = [f"{symbols[k]} {getattr(m, k)}" for m in field.metadata for k in symbols if hasattr(m, k)]
+            kind = kind + (f" ({', '.join(limits)})" if limits else "")
+            rows.append((path, kind, json.dumps(default), field.description or ""))
+
+    walk(JobConfig, "")
+    return rows
+
+
+def reference_markdown() -> str:
+    lines = [
+        "# Config reference",
+        "",
+        "Generated by `prunetune reference` from the schema in `prunetune/config.py`; "
+        "every field can be set in YAML or overridden on the command line as `path=value`.",
+        "",
+        "| field | type | default | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for path, kind, default, description in reference():
+        lines.append(f"| `{path}` | {kind.replace('|', 'or')} | `{default}` | {description.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,36 @@
+"""MACs and parameter counts, via Torch-Pruning's op counter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Complexity:
+    macs: int
+    params: int
+
+
+def example_input(channels: int, image_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    return torch.randn(1, channels, image_size, image_size, device=device)
+
+
+@torch.no_grad()
+def measure(model: nn.Module, channels: int, image_size: int) -> Complexity:
+    """MACs of one image and the parameter count. Leaves the model's train/eval mode as it was.
+
+    Torch-Pruning's counter sees modules only: functional calls (F.conv2d in a forward)
+    are not counted.
+    """
+    was_training = model.training
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        macs, params = tp.utils.count_ops_and_params(model, example_input(channels, image_size, device))
+    finally:
+        model.train(was_training)
+    return Complexity(macs=int(macs), params=int(params))

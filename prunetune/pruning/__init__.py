@@ -1,0 +1,1 @@
+"""Structured channel pruning on Torch-Pruning's DependencyGraph (see the pruning-engine issue)."""

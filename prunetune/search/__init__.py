@@ -1,0 +1,1 @@
+"""The Ray Tune trainable and search driver (see the search issue)."""

@@ -1,0 +1,156 @@
+"""The training and evaluation loops shared by the baseline and recovery.
+
+Metrics are summed on the device and read once per pass, so a pass over the data costs no
+host synchronisation per batch. The learning rate is set per iteration from a plain
+function (warm-up, then constant or cosine), which keeps schedules independent of the
+optimizer object that recovery rebuilds after every structural change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from prunetune.runtime import Runtime
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class PassResult:
+    loss: float
+    accuracy: float
+    samples: int
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
+                   device: torch.device | None = None) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    fused = device is not None and device.type == "cuda"
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0,
+                               weight_decay=weight_decay, foreach=True)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {"foreach": True}))
+    raise ValueError(f"unknown optimizer {name!r}; known: adamw, sgd")
+
+
+def lr_at(iteration: int, total: int, base_lr: float, schedule: str, warmup: int) -> float:
+    """Learning rate at ``iteration`` of ``total``: linear warm-up, then constant or cosine."""
+    if iteration < warmup:
+        return base_lr * (iteration + 1) / warmup
+    if schedule == "cosine":
+        progress = (iteration - warmup) / max(1, total - warmup)
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return base_lr
+
+
+def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
+    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+    return loss
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    runtime: Runtime,
+    lr_for_batch: Callable[[int], float] | None = None,
+) -> PassResult:
+    """One pass of training; ``lr_for_batch(i)`` sets the lr before batch ``i`` if given."""
+    model.train()
+    device = runtime.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    samples = 0
+    for batch, (images, labels) in enumerate(loader):
+        images, labels = _to(images, labels, runtime)
+        if lr_for_batch is not None:
+            lr = lr_for_batch(batch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        with runtime.autocast():
+            logits = model(images)
+            loss = loss_fn(logits, images, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.detach().argmax(1) == labels).sum()
+        samples += len(labels)
+    return _result(loss_sum, correct, samples)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, runtime: Runtime) -> PassResult:
+    """Cross-entropy and top-1 accuracy over ``loader`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = runtime.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    samples = 0
+    for images, labels in loader:
+        images, labels = _to(images, labels, runtime)
+        with runtime.autocast():
+            logits = model(images)
+        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(1) == labels).sum()
+        samples += len(labels)
+    model.train(was_training)
+    return _result(loss_sum, correct, samples)
+
+
+def _to(images: torch.Tensor, labels: torch.Tensor, runtime: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    if images.device != runtime.device:
+        images = images.to(runtime.device, non_blocking=True)
+        labels = labels.to(runtime.device, non_blocking=True)
+        if runtime.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels
+
+
+def _result(loss_sum: torch.Tensor, correct: torch.Tensor, samples: int) -> PassResult:
+    if samples == 0:
+        return PassResult(loss=float("nan"), accuracy=float("nan"), samples=0)
+    return PassResult(loss=loss_sum.item() / samples, accuracy=correct.item() / samples, samples=samples)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: Iterable, runtime: Runtime, max_samples: int | None = None) -> int:
+    """Reset BatchNorm running statistics and re-estimate them from ``loader`` (seed 003 1.5.3).
+
+    Batches go through in train mode without gradients; ``momentum=None`` makes each BN
+    layer keep the exact cumulative mean over the batches seen instead of an exponential
+    average that would lag (torchvision's MobileNetV3 uses momentum 0.01). The model is
+    left in eval mode with its original momenta. Returns the number of samples used.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    seen = 0
+    try:
+        for images, labels in loader:
+            images, _ = _to(images, labels, runtime)
+            if max_samples is not None:
+                images = images[: max_samples - seen]
+            with runtime.autocast():
+                model(images)
+            seen += len(images)
+            if max_samples is not None and seen >= max_samples:
+                break
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.eval()
+    return seen

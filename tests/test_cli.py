@@ -1,0 +1,97 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from prunetune.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def job_file(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        f"storage:\n  root: {tmp_path / 'runs'}\nmodel:\n  name: tiny_cnn\n"
+        "data:\n  image_size: 16\n  train_size: 128\n  calibration_size: 32\n  batch_size: 64\n"
+        "baseline:\n  epochs: 1\n"
+    )
+    return path
+
+
+def _fails_cleanly(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["baseline"], ["config"], ["list"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_out_of_range_value_exits_2_with_field_value_and_range(job_file):
+    result = runner.invoke(app, ["baseline", str(job_file), "baseline.epochs=-1"])
+    _fails_cleanly(result, "baseline.epochs", "got -1", "greater than or equal to 0")
+
+
+def test_unknown_dataset_exits_2_listing_known_ones(job_file):
+    result = runner.invoke(app, ["baseline", str(job_file), "data.name=mnist"])
+    _fails_cleanly(result, "unknown dataset 'mnist'", "cifar10, cifar100, digits, imagefolder, shapes")
+
+
+def test_missing_data_path_exits_2_naming_the_field(job_file, tmp_path):
+    result = runner.invoke(app, ["baseline", str(job_file), "data.name=cifar10", f"data.root={tmp_path}/none"])
+    _fails_cleanly(result, "data.root", "never downloads")
+
+
+def test_unknown_model_exits_2(job_file):
+    result = runner.invoke(app, ["baseline", str(job_file), "model.name=resnet181"])
+    _fails_cleanly(result, "model.name: unknown model 'resnet181'", "did you mean resnet18")
+
+
+def test_bad_checkpoint_exits_2_saying_what_was_expected(job_file, tmp_path):
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"layer.weight": torch.zeros(3)}, wrong)
+    result = runner.invoke(app, ["baseline", str(job_file), f"model.checkpoint={wrong}"])
+    _fails_cleanly(result, "model.checkpoint", "is a state_dict that does not fit model")
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    _fails_cleanly(runner.invoke(app, ["baseline", str(tmp_path / "absent.yaml")]), "does not exist")
+
+
+def test_config_prints_the_resolved_config(job_file):
+    result = runner.invoke(app, ["config", str(job_file), "seed=5"])
+    assert result.exit_code == 0 and "seed: 5" in result.output and "kd_temperature: 4.0" in result.output
+
+
+def test_list_datasets_and_unknown_kind():
+    assert runner.invoke(app, ["list", "datasets"]).output.split() == ["cifar10", "cifar100", "digits", "imagefolder",
+                                                                       "shapes"]
+    _fails_cleanly(runner.invoke(app, ["list", "criteria"]), "unknown kind 'criteria'; known: datasets, models")
+
+
+def test_baseline_command_writes_run_directory_then_reuses_it(job_file, tmp_path):
+    first = runner.invoke(app, ["baseline", str(job_file)])
+    assert first.exit_code == 0, first.output
+    assert "[baseline | epoch 1/1]" in first.output and "trained in" in first.output
+    (directory,) = (tmp_path / "runs" / "baselines").iterdir()
+    record = json.loads((directory / "baseline.json").read_text())
+    assert set(record) >= {"accuracy", "loss", "macs", "params", "config_hash"}
+    stamp = (directory / "model.pt").stat().st_mtime_ns
+    second = runner.invoke(app, ["baseline", str(job_file)])
+    assert second.exit_code == 0 and "reused" in second.output and "epoch 1/1" not in second.output
+    assert (directory / "model.pt").stat().st_mtime_ns == stamp
+
+
+def test_installed_entry_point_exits_2_without_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "prunetune.cli", "config", str(tmp_path / "x.yaml"),
+                             "data.image_size=2"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr

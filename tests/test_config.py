@@ -1,0 +1,137 @@
+import pytest
+import yaml
+
+from prunetune.config import JobConfig, apply_overrides, load_config, validate_config
+from prunetune.errors import ConfigError
+
+# A value different from the default in every section, nested sections included.
+EVERY_SECTION = {
+    "name": "roundtrip",
+    "seed": 7,
+    "data": {"name": "shapes", "image_size": 40, "channels": 1, "val_fraction": 0.25, "train_size": 300,
+             "val_size": 100, "calibration_size": 64, "batch_size": 32, "eval_batch_size": 64, "augment": False,
+             "crop_padding": 2, "hflip": False, "device_resident": "never", "num_workers": 0, "root": "/data/x"},
+    "model": {"name": "resnet18", "num_classes": 5, "checkpoint": "/ckpt.pt", "checkpoint_format": "state_dict",
+              "kwargs": {"zero_init_residual": True}},
+    "baseline": {"epochs": 3, "optimizer": "adamw", "lr": 0.001, "momentum": 0.8, "weight_decay": 0.01,
+                 "lr_schedule": "constant", "warmup_epochs": 0, "label_smoothing": 0.1, "recalibrate_bn": False},
+    "pruning": {"scope": "all", "include": ["features.*"], "exclude": ["classifier"], "criterion": "mac_aware",
+                "group_reduction": "max", "mac_aware": {"base": "vbp", "alpha": 0.5, "beta": -0.25, "mode": "additive"},
+                "schedule": {"kind": "geometric", "targets": [0.1, 0.15], "final_sparsity": 0.6, "steps": 4,
+                             "mac_target": 0.3},
+                "round_to": 8, "max_layer_ratio": 0.75, "compensation": True, "repair": "asr", "asr_lambda": 0.5,
+                "recalibration_split": "val", "recalibration_samples": 128, "calibration_batches": 2,
+                "mask_then_prune": True},
+    "recovery": {"epochs": 4, "patience": 2, "optimizer": "sgd", "lr": 0.0003, "lr_high": 3e-05,
+                 "lr_high_threshold": 0.21, "weight_decay": 1e-5, "lr_schedule": "cosine", "warmup_epochs": 1,
+                 "kd_alpha": 0.55, "kd_temperature": 3.0, "variance_entropy_lambda": 0.01,
+                 "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001},
+    "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
+    "search": {"num_samples": 20, "sampler": "nsga2", "objectives": "min_macs", "max_concurrent_trials": 4,
+               "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}}},
+    "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db"},
+    "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},
+}
+
+
+def test_round_trip_from_yaml_through_dict_is_lossless_in_every_section(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(EVERY_SECTION))
+    job = load_config(path)
+    as_dict = job.to_dict()
+    assert JobConfig.from_dict(as_dict) == job
+    assert as_dict == EVERY_SECTION  # every value survives, none is dropped or defaulted
+    assert set(as_dict) == set(JobConfig.model_fields)
+    assert yaml.safe_load(yaml.safe_dump(as_dict)) == as_dict
+
+
+def test_defaults_alone_make_a_valid_job():
+    job = load_config(None)
+    assert job.data.name == "digits" and job.data.image_size == 32
+    assert JobConfig.from_dict(job.to_dict()) == job
+
+
+def test_overrides_set_nested_fields_with_yaml_types():
+    job = load_config(None, ["baseline.epochs=3", "recovery.lr=3e-5", "pruning.schedule.targets=[0.1, 0.2]",
+                             "data.augment=false", "model.checkpoint=null"])
+    assert job.baseline.epochs == 3
+    assert job.recovery.lr == pytest.approx(3e-5)
+    assert job.pruning.schedule.targets == (0.1, 0.2)
+    assert job.data.augment is False
+
+
+def test_overrides_do_not_touch_the_original_mapping():
+    raw = {"data": {"name": "digits"}}
+    apply_overrides(raw, ["data.name=shapes"])
+    assert raw == {"data": {"name": "digits"}}
+
+
+def test_out_of_range_value_names_field_value_and_allowed_range():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["data.image_size=4"])
+    message = str(caught.value)
+    assert "data.image_size" in message and "got 4" in message and "greater than or equal to 8" in message
+
+
+def test_bad_choice_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"pruning.criterion: Input should be 'l1', 'l2'.*\(got 'l3'\)"):
+        load_config(None, ["pruning.criterion=l3"])
+
+
+def test_unknown_field_lists_the_known_fields_of_its_section():
+    with pytest.raises(ConfigError, match=r"recovery.learning_rate: unknown field; allowed fields here: epochs, "):
+        load_config(None, ["recovery.learning_rate=0.1"])
+
+
+def test_unknown_dataset_lists_known_datasets():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["data.name=mnist"])
+    assert "data.name: unknown dataset 'mnist'; known: cifar10, cifar100, digits, imagefolder, shapes" in str(caught.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as caught:
+        validate_config({"seed": "x", "baseline": {"lr": -1}})
+    paths = [path for path, _ in caught.value.problems]
+    assert paths == ["seed", "baseline.lr"]
+
+
+def test_cross_field_rules_are_checked():
+    with pytest.raises(ConfigError, match="lr_high and lr_high_threshold are set together"):
+        load_config(None, ["recovery.lr_high=3e-5"])
+    with pytest.raises(ConfigError, match="targets must increase strictly"):
+        load_config(None, ["pruning.schedule.targets=[0.2, 0.1]"])
+    with pytest.raises(ConfigError, match="set max_accuracy_drop or min_accuracy, not both"):
+        load_config(None, ["stop.min_accuracy=0.8"])
+
+
+def test_malformed_override_and_missing_file_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not of the form key.sub=value"):
+        load_config(None, ["baseline.epochs"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_baseline_hash_depends_on_what_decides_the_baseline_only():
+    job = load_config(None)
+    assert load_config(None, ["pruning.criterion=vbp", "recovery.lr=0.01"]).baseline_hash() == job.baseline_hash()
+    assert load_config(None, ["data.image_size=40"]).baseline_hash() != job.baseline_hash()
+    assert load_config(None, ["seed=3"]).baseline_hash() != job.baseline_hash()
+
+
+def test_config_objects_are_frozen():
+    job = load_config(None)
+    with pytest.raises(Exception):
+        job.data.image_size = 64
+
+
+def test_docs_config_reference_is_current():
+    from pathlib import Path
+
+    from prunetune.config import reference_markdown
+
+    committed = (Path(__file__).parents[1] / "docs" / "config-reference.md").read_text()
+    assert committed == reference_markdown(), "run: prunetune reference > docs/config-reference.md"
