@@ -1,0 +1,246 @@
+"""Channel importance criteria, one registry: a new criterion is one decorated class.
+
+A criterion scores the channels of one group (``score(group, context) -> Tensor[C]``,
+higher = more important). Scores are then normalised per group so one global ranking
+across layers is meaningful; each criterion names its normaliser:
+
+| criterion | score | normaliser |
+| --- | --- | --- |
+| l1 / l2 | sum over the group's layers of |w|^p of the channel's weights (TP's GroupMagnitudeImportance), combined by ``group_reduction`` | divide by the group mean |
+| bn_gamma | |gamma| of the group's BatchNorms | divide by the group mean |
+| taylor | |w * dL/dw| over the group's layers *including BN gamma and beta* (TP's Taylor never scores BN) from calibration gradients | divide by the group mean |
+| lamp | LAMP (TP's LAMPImportance) | LAMP's own (score / sum of scores not smaller) |
+| random | uniform, from the pruner's seeded generator | none |
+| vbp | variance of the producer's post-BN, post-activation output (seed 003 1.3.3) | divide by the group mean |
+| mac_aware | wraps a base criterion (seed 003 1.3.4) | the base's, then the cost term |
+
+``mac_aware``: with c = cost / max cost (cost = MACs of one channel of the group),
+multiplicative: I = base^alpha * c^beta; additive: I = alpha * base + (1 - alpha) * c^beta.
+beta > 0 raises the importance of costly channels, so cheap channels go first (protects
+expensive layers, removes fewer MACs per channel); beta < 0 lowers it, so costly channels
+go first (more MACs removed per channel, the usual aim); beta = 0 is the base criterion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunetune.errors import UserError
+from prunetune.pruning.scope import PrunableGroup
+from prunetune.pruning.statistics import ChannelStats
+from prunetune.registry import Registry
+
+CRITERIA: Registry[type] = Registry("criterion", home="prunetune.pruning.criteria")
+EPSILON = 1e-12
+
+
+@dataclass
+class ScoringContext:
+    stats: dict[str, ChannelStats] = field(default_factory=dict)
+    costs: dict[str, float] = field(default_factory=dict)
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+
+
+class Criterion:
+    """Base of every criterion; subclasses set the flags and implement ``raw``."""
+
+    needs_stats = False
+    needs_gradients = False
+    normalise = True
+
+    def __init__(self, group_reduction: str = "mean", **_: object) -> None:
+        self.group_reduction = group_reduction
+
+    def raw(self, group: PrunableGroup, context: ScoringContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, group: PrunableGroup, context: ScoringContext) -> torch.Tensor:
+        values = self.raw(group, context).detach().float().cpu()
+        if values.numel() != group.channels:
+            raise UserError(f"criterion {type(self).__name__} gave {values.numel()} scores for group "
+                            f"{group.name} of {group.channels} channels")
+        return values / values.mean().clamp_min(EPSILON) if self.normalise else values
+
+
+def _tp_scores(importance, group: PrunableGroup, what: str) -> torch.Tensor:
+    values = importance(group.group)
+    if values is None:
+        raise UserError(f"pruning.criterion: {what} found nothing to score in group {group.name} "
+                        "(exclude it with pruning.exclude or choose another criterion)")
+    return values
+
+
+@CRITERIA.register("l1")
+class L1(Criterion):
+    p = 1
+
+    def raw(self, group, context):
+        importance = tp.importance.GroupMagnitudeImportance(p=self.p, group_reduction=self.group_reduction,
+                                                            normalizer=None)
+        return _tp_scores(importance, group, f"l{self.p}")
+
+
+@CRITERIA.register("l2")
+class L2(L1):
+    p = 2
+
+
+@CRITERIA.register("bn_gamma")
+class BNGamma(Criterion):
+    def raw(self, group, context):
+        importance = tp.importance.BNScaleImportance(group_reduction=self.group_reduction, normalizer=None)
+        return _tp_scores(importance, group, "bn_gamma (no BatchNorm in the group)")
+
+
+@CRITERIA.register("lamp")
+class Lamp(Criterion):
+    normalise = False
+
+    def raw(self, group, context):
+        importance = tp.importance.LAMPImportance(p=2, group_reduction=self.group_reduction, normalizer="lamp")
+        return _tp_scores(importance, group, "lamp")
+
+
+@CRITERIA.register("random")
+class Random(Criterion):
+    normalise = False
+
+    def raw(self, group, context):
+        return torch.rand(group.channels, generator=context.generator)
+
+
+def _reduce(vectors: list[torch.Tensor], how: str) -> torch.Tensor:
+    stacked = torch.stack(vectors)
+    if how == "mean":
+        return stacked.mean(0)
+    if how == "max":
+        return stacked.max(0).values
+    if how == "sum":
+        return stacked.sum(0)
+    return stacked[0]
+
+
+@CRITERIA.register("taylor")
+class Taylor(Criterion):
+    """First-order Taylor |w * grad| (Molchanov et al.), BN affine parameters included."""
+
+    needs_gradients = True
+
+    def raw(self, group, context):
+        vectors = []
+        for index, (dep, idxs) in enumerate(group.group):
+            layer, fn = dep.layer, dep.pruning_fn
+            root = torch.as_tensor(group.group[index].root_idxs)
+            local = self._local(layer, fn, idxs)
+            if local is not None:
+                vector = torch.zeros(group.channels, device=local.device)
+                vector[root] = local
+                vectors.append(vector)
+        if not vectors:
+            raise UserError(f"pruning.criterion: taylor needs gradients; none found in group {group.name}")
+        return _reduce(vectors, self.group_reduction)
+
+    @staticmethod
+    def _local(layer: nn.Module, fn, idxs) -> torch.Tensor | None:
+        def saliency(parameter):
+            return None if parameter is None or parameter.grad is None else (parameter.data * parameter.grad).abs()
+
+        fns = tp.pruner.function
+        if fn in (fns.prune_conv_out_channels, fns.prune_linear_out_channels):
+            weight = saliency(layer.weight)
+            return None if weight is None else weight[idxs].flatten(1).sum(1)
+        if fn in (fns.prune_conv_in_channels, fns.prune_linear_in_channels):
+            weight = saliency(layer.weight)
+            if weight is None:
+                return None
+            local = weight.transpose(0, 1).flatten(1).sum(1)
+            if isinstance(layer, nn.Conv2d) and layer.groups not in (1, layer.in_channels):
+                local = local.repeat(layer.groups)
+            return local[idxs]
+        if fn == fns.prune_batchnorm_out_channels and layer.affine:
+            gamma, beta = saliency(layer.weight), saliency(layer.bias)
+            if gamma is None:
+                return None
+            return gamma[idxs] + (beta[idxs] if beta is not None else 0)
+        return None
+
+
+@CRITERIA.register("vbp")
+class VarianceBased(Criterion):
+    needs_stats = True
+
+    def raw(self, group, context):
+        if group.name not in context.stats:
+            raise UserError(f"pruning.criterion: vbp has no activation statistics for group {group.name}")
+        return context.stats[group.name].variance
+
+
+@CRITERIA.register("mac_aware")
+class MacAware(Criterion):
+    def __init__(self, group_reduction: str = "mean", base: str = "l1", alpha: float = 1.0, beta: float = 0.0,
+                 mode: str = "multiplicative", **_: object) -> None:
+        super().__init__(group_reduction)
+        if base == "mac_aware":
+            raise UserError("pruning.mac_aware.base: mac_aware cannot wrap itself")
+        self.base = CRITERIA.get(base, field="pruning.mac_aware.base")(group_reduction=group_reduction)
+        self.alpha, self.beta, self.mode = alpha, beta, mode
+        self.needs_stats, self.needs_gradients = self.base.needs_stats, self.base.needs_gradients
+        self.normalise = False
+
+    def raw(self, group, context):
+        if group.name not in context.costs:
+            raise UserError(f"pruning.criterion: mac_aware has no MAC cost for group {group.name}")
+        base = self.base.score(group, context).clamp_min(0)
+        cost = context.costs[group.name] / max(context.costs.values())
+        factor = cost**self.beta
+        if self.mode == "multiplicative":
+            return base**self.alpha * factor
+        return self.alpha * base + (1.0 - self.alpha) * factor
+
+
+def get_criterion(config) -> Criterion:
+    """The criterion a ``PruningConfig`` names, with its settings."""
+    cls = CRITERIA.get(config.criterion, field="pruning.criterion")
+    extra = config.mac_aware.model_dump() if config.criterion == "mac_aware" else {}
+    return cls(group_reduction=config.group_reduction, **extra)
+
+
+@torch.no_grad()
+def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> dict[str, float]:
+    """MACs one channel of each group costs, from the layers' output sizes in one forward."""
+    sizes: dict[nn.Module, int] = {}
+    handles = [m.register_forward_hook(lambda module, i, o: sizes.__setitem__(module, o[0].numel()))
+               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        model(example[:1])
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    costs = {}
+    for group in groups:
+        total = 0.0
+        for _, module, side in group.members:
+            if module not in sizes:
+                continue
+            if isinstance(module, nn.Conv2d):
+                positions = sizes[module] / module.out_channels
+                kernel = module.kernel_size[0] * module.kernel_size[1]
+                depthwise = module.groups == module.in_channels and module.groups > 1
+                if depthwise:
+                    total += kernel * positions if side == "out" else 0.0
+                elif side == "out":
+                    total += module.in_channels / module.groups * kernel * positions
+                else:
+                    total += module.out_channels / module.groups * kernel * positions
+            else:
+                tokens = sizes[module] / module.out_features
+                total += (module.in_features if side == "out" else module.out_features) * tokens
+        costs[group.name] = total
+    return costs

@@ -1,0 +1,187 @@
+"""Which channels may be pruned: the dependency graph's groups, filtered by scope.
+
+A ``PrunableGroup`` is one Torch-Pruning group (coupled layers that must lose the same
+channels) seen from its producers (layers whose output channels are cut) and consumers
+(layers whose input channels are cut). Scopes:
+
+- ``all``: every group with a Conv/Linear producer, except the classifier's outputs.
+- ``expand``: the intermediate dimension only ("MLP-only", seed 000): channels produced
+  and consumed inside one block, never reaching a residual merge, a concat or the head.
+  Found from the graph, not per architecture: a group is intermediate when
+  (1) no merge op (add/sub, concat, split, reshape) carries its channels,
+  (2) the classifier does not consume them,
+  (3) its producers and consumers sit inside one block: their lowest common ancestor
+      module is neither the model root nor a container of the model's first layer (so
+      a stem feeding a block's depthwise conv is not "expand"), and
+  (4) it is not a side branch that maps another non-merged group's channels back onto
+      themselves (the squeeze dimension of squeeze-excitation).
+  This gives the expand convs of inverted residuals with their depthwise conv, BN and SE
+  layers, both inner convs of ResNet basic / bottleneck blocks, and fc1 of MLP blocks.
+
+``include`` / ``exclude`` module-name patterns (fnmatch) override the scope per group: a
+group is named by its producers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from prunetune.errors import UserError
+
+MERGE_OPS = ("Add", "Sub", "Cat", "Split", "View", "Reshape", "Unsafe")
+
+
+@dataclass(eq=False)
+class PrunableGroup:
+    """One prunable group: its TP group and the roles of its layers."""
+
+    group: tp.dependency.Group
+    producers: list[tuple[str, nn.Module]]
+    consumers: list[tuple[str, nn.Module]]
+    members: list[tuple[str, nn.Module, str]] = field(default_factory=list)  # (name, module, "in"/"out")
+
+    @property
+    def name(self) -> str:
+        return self.producers[0][0]
+
+    @property
+    def channels(self) -> int:
+        return len(self.group[0].idxs)
+
+    @property
+    def root(self) -> nn.Module:
+        return self.group[0].dep.target.module
+
+
+def _is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
+
+
+def _handler_side(handler) -> str | None:
+    name = getattr(handler, "__name__", "") or type(handler).__name__
+    if "out_channels" in name:
+        return "out"
+    if "in_channels" in name:
+        return "in"
+    return None
+
+
+def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
+    """Trace the model; restore its train/eval mode (TP 1.6.1 leaves it in eval)."""
+    was_training = model.training
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    model.train(was_training)
+    return graph
+
+
+def output_layer(model: nn.Module) -> nn.Module:
+    """The layer producing the logits: the last Linear (or 1x1 Conv) registered."""
+    candidates = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not candidates:
+        raise UserError("model has no Conv2d or Linear layer to prune")
+    return candidates[-1]
+
+
+def all_groups(model: nn.Module, graph: tp.DependencyGraph) -> list[PrunableGroup]:
+    """Every group with a Conv/Linear producer whose channels the classifier does not emit.
+
+    Depthwise convs are never ignored: they sit in the expand conv's group, and ignoring
+    them makes TP reject that group (the trap seed 003 2.4.2 describes).
+    """
+    names = {module: name for name, module in model.named_modules()}
+    position = {module: index for index, module in enumerate(names)}
+    head = output_layer(model)
+    groups = []
+    for group in graph.get_all_groups(ignored_layers=[head], root_module_types=[nn.Conv2d, nn.Linear]):
+        producers, consumers, members = [], [], []
+        for dep, _ in group:
+            module, side = dep.target.module, _handler_side(dep.handler)
+            if module not in names or side is None:
+                continue
+            members.append((names[module], module, side))
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                if side == "out" and not (_is_depthwise(module) and producers):
+                    producers.append((names[module], module))
+                elif side == "in" and not _is_depthwise(module):
+                    consumers.append((names[module], module))
+        # The first registered dense producer is the primary one (the expand conv, not the
+        # SE gate that multiplies the same channels): statistics are taken on its output.
+        dense_producers = sorted(((n, m) for n, m in producers if not _is_depthwise(m)),
+                                 key=lambda item: position[item[1]])
+        groups.append(PrunableGroup(group, dense_producers or producers, consumers, members))
+    return groups
+
+
+def _has_merge(group: PrunableGroup) -> bool:
+    for dep, _ in group.group:
+        node = dep.target
+        if node.module is not None and isinstance(node.module, nn.Module) and not node.type.name.startswith("ELEMENTWISE") \
+                and node.type.name in ("CONCAT", "SPLIT", "RESHAPE", "UNBIND", "EXPAND", "SLICE"):
+            return True
+        grad_fn = getattr(node, "grad_fn", None)
+        if grad_fn is not None and node.type.name == "ELEMENTWISE" and any(k in grad_fn.name() for k in MERGE_OPS):
+            return True
+    return False
+
+
+def _common_ancestor(names: list[str]) -> str:
+    parts = [name.split(".") for name in names]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return ".".join(common)
+
+
+def _inside_one_block(group: PrunableGroup, first_layer: str) -> bool:
+    names = [n for n, _ in group.producers + group.consumers]
+    ancestor = _common_ancestor(names)
+    if not ancestor:
+        return False
+    return not (first_layer == ancestor or first_layer.startswith(ancestor + "."))
+
+
+def expand_groups(model: nn.Module, groups: list[PrunableGroup]) -> list[PrunableGroup]:
+    head = output_layer(model)
+    first_layer = next(n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+    owner: dict[tuple[int, str], int] = {}
+    for index, group in enumerate(groups):
+        for _, module, side in group.members:
+            owner.setdefault((id(module), side), index)
+    merged = {index for index, group in enumerate(groups) if _has_merge(group)}
+    chosen = []
+    for index, group in enumerate(groups):
+        if index in merged or not group.consumers or any(m is head for _, m in group.consumers):
+            continue
+        if not _inside_one_block(group, first_layer):
+            continue
+        sources = {owner.get((id(m), "in")) for _, m in group.producers}
+        targets = {owner.get((id(m), "out")) for _, m in group.consumers}
+        side_branch = len(sources) == 1 and sources == targets and None not in sources and not (sources & merged)
+        if not side_branch:
+            chosen.append(group)
+    return chosen
+
+
+def select_scope(model: nn.Module, graph: tp.DependencyGraph, scope: str,
+                 include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[PrunableGroup]:
+    """The groups in ``scope`` ("expand" or "all"), adjusted by name patterns."""
+    groups = all_groups(model, graph)
+    if scope == "all":
+        chosen = list(groups)
+    elif scope == "expand":
+        chosen = expand_groups(model, groups)
+    else:
+        raise UserError(f"pruning.scope: unknown scope {scope!r}; known: all, expand")
+
+    def matches(group: PrunableGroup, patterns: tuple[str, ...]) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for name, _ in group.producers for p in patterns)
+
+    chosen += [g for g in groups if g not in chosen and include and matches(g, include)]
+    return [g for g in chosen if not (exclude and matches(g, exclude))]

@@ -1,0 +1,98 @@
+import pytest
+import torch
+import torchvision
+
+from prunetune.models.zoo import tiny_resnet
+from prunetune.pruning.criteria import ScoringContext, get_criterion
+from prunetune.pruning.scope import build_graph, select_scope
+from prunetune.pruning.selection import select_channels
+from prunetune.pruning.surgery import remove_channels
+from prunetune.config import load_config
+
+
+def _scope(model, size, scope="expand", **patterns):
+    model.eval()
+    graph = build_graph(model, torch.randn(1, 3, size, size))
+    return graph, select_scope(model, graph, scope, **patterns)
+
+
+def test_mobilenet_v3_small_expand_scope_has_2440_channels_in_ten_expand_convs():
+    _, groups = _scope(torchvision.models.mobilenet_v3_small(num_classes=2), 96)
+    assert sum(g.channels for g in groups) == 2440 and len(groups) == 10
+    assert all(g.name.endswith("block.0.0") for g in groups)  # the expand convs, SE gates coupled in
+
+
+def test_resnet_expand_scope_is_the_inner_block_convs():
+    _, groups = _scope(torchvision.models.resnet18(num_classes=10), 32)
+    assert sorted(g.name for g in groups) == sorted(f"layer{s}.{b}.conv1" for s in range(1, 5) for b in range(2))
+    _, groups = _scope(torchvision.models.resnet50(num_classes=10), 32)
+    assert len(groups) == 32 and all(g.name.rsplit(".", 1)[1] in ("conv1", "conv2") for g in groups)
+
+
+def test_all_scope_adds_stream_groups_but_never_the_classifier_output():
+    model = torchvision.models.mobilenet_v3_small(num_classes=2)
+    _, expand = _scope(model, 96)
+    _, every = _scope(model, 96, "all")
+    assert {g.name for g in expand} < {g.name for g in every}
+    assert all(g.channels != 2 for g in every)
+
+
+def test_patterns_override_the_scope():
+    model = tiny_resnet()
+    _, groups = _scope(model, 32, include=("0.0",), exclude=("3.*",))
+    assert sorted(g.name for g in groups) == ["0.0", "1.conv1.0", "2.conv1.0"]
+
+
+def test_graph_build_keeps_train_mode():
+    model = tiny_resnet().train()
+    build_graph(model, torch.randn(1, 3, 16, 16))
+    assert model.training
+
+
+def test_every_target_between_5_and_90_percent_is_hit_exactly_on_mobilenet_v3_small():
+    model = torchvision.models.mobilenet_v3_small(num_classes=2).eval()
+    graph, groups = _scope(model, 96)
+    original = {g.name: g.channels for g in groups}
+    criterion = get_criterion(load_config(None).pruning)
+    scores = {g.name: criterion.score(g, ScoringContext()) for g in groups}
+    for percent in range(5, 91):
+        selection = select_channels(groups, scores, percent / 100, original, max_layer_ratio=0.95)
+        assert selection.removed_after == round(percent / 100 * 2440), percent
+    first = select_channels(groups, scores, 0.10, original)
+    assert sum(len(v) for v in first.remove.values()) == 244
+
+
+def test_cumulative_targets_count_from_the_original_channels():
+    model = torchvision.models.mobilenet_v3_small(num_classes=2).eval()
+    graph, groups = _scope(model, 96)
+    original = {g.name: g.channels for g in groups}
+    criterion = get_criterion(load_config(None).pruning)
+    for target, expected_total in ((0.10, 244), (0.15, 366), (0.50, 1220)):
+        groups = select_scope(model, graph, "expand")
+        scores = {g.name: criterion.score(g, ScoringContext()) for g in groups}
+        remove_channels(graph, groups, select_channels(groups, scores, target, original, max_layer_ratio=0.95))
+        remaining = sum(g.channels for g in select_scope(model, graph, "expand"))
+        assert 2440 - remaining == expected_total
+    assert model(torch.randn(2, 3, 96, 96)).shape == (2, 2)
+
+
+def test_floor_never_empties_a_group_and_round_to_keeps_multiples(tiny):
+    model, graph, groups, _ = tiny
+    original = {g.name: g.channels for g in groups}
+    scores = {g.name: torch.arange(g.channels, dtype=torch.float) for g in groups}
+    selection = select_channels(groups, scores, 0.99, original, max_layer_ratio=1.0)
+    for group in groups:
+        assert group.channels - len(selection.remove.get(group.name, [])) >= 1
+    selection = select_channels(groups, scores, 0.5, original, max_layer_ratio=0.8, round_to=4)
+    for group in groups:
+        kept = group.channels - len(selection.remove.get(group.name, []))
+        assert kept % 4 == 0 and kept >= 0.2 * group.channels
+    assert abs(selection.removed_after - round(0.5 * sum(original.values()))) <= 4
+
+
+def test_max_layer_ratio_caps_each_group(tiny):
+    model, graph, groups, _ = tiny
+    original = {g.name: g.channels for g in groups}
+    scores = {g.name: torch.rand(g.channels) for g in groups}
+    selection = select_channels(groups, scores, 0.9, original, max_layer_ratio=0.5)
+    assert all(len(v) <= 0.5 * original[k] for k, v in selection.remove.items())
