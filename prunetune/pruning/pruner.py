@@ -51,8 +51,9 @@ class Pruner:
     def sparsity(self) -> float:
         return 1.0 - sum(g.channels for g in self.groups()) / self.original_channels
 
-    def scores(self, stats: dict[str, ChannelStats] | None = None) -> dict[str, torch.Tensor]:
-        groups = self.groups()
+    def scores(self, stats: dict[str, ChannelStats] | None = None,
+               groups: list[PrunableGroup] | None = None) -> dict[str, torch.Tensor]:
+        groups = groups if groups is not None else self.groups()
         costs = channel_costs(self.model, groups, self.example_input) if self.config.criterion == "mac_aware" else {}
         context = ScoringContext(stats=stats or {}, costs=costs, generator=self.generator)
         return {g.name: self.criterion.score(g, context) for g in groups}
@@ -60,7 +61,7 @@ class Pruner:
     def step(self, target_sparsity: float, stats: dict[str, ChannelStats] | None = None,
              scores: dict[str, torch.Tensor] | None = None) -> StepResult:
         groups = self.groups()
-        scores = scores if scores is not None else self.scores(stats)
+        scores = scores if scores is not None else self.scores(stats, groups)
         selection = select_channels(groups, scores, target_sparsity, self.original,
                                     self.config.max_layer_ratio, self.config.round_to)
         removed = remove_channels(self.graph, groups, selection)

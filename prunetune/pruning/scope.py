@@ -120,8 +120,7 @@ def all_groups(model: nn.Module, graph: tp.DependencyGraph) -> list[PrunableGrou
 def _has_merge(group: PrunableGroup) -> bool:
     for dep, _ in group.group:
         node = dep.target
-        if node.module is not None and isinstance(node.module, nn.Module) and not node.type.name.startswith("ELEMENTWISE") \
-                and node.type.name in ("CONCAT", "SPLIT", "RESHAPE", "UNBIND", "EXPAND", "SLICE"):
+        if node.type.name in ("CONCAT", "SPLIT", "RESHAPE", "UNBIND", "EXPAND", "SLICE"):
             return True
         grad_fn = getattr(node, "grad_fn", None)
         if grad_fn is not None and node.type.name == "ELEMENTWISE" and any(k in grad_fn.name() for k in MERGE_OPS):
