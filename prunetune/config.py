@@ -132,7 +132,9 @@ class PruningConfig(Section):
     repair: Literal["none", "bn", "layerwise", "asr"] = Field(
         "bn", description="after each prune: nothing, BN recalibration, layer-wise or ASR (seed 004) scaling + BN"
     )
-    asr_lambda: float | None = Field(None, ge=0.0, description="ASR shrinkage; None: data-driven default")
+    asr_lambda: float = Field(
+        1.0, ge=0.0, description="ASR shrinkage lambda as a multiple of each layer's median post-pruning channel variance"
+    )
     recalibration_split: Literal["calibration", "val"] = Field(
         "calibration", description="data for BN recalibration (seed 001 suspected val hurt)"
     )

@@ -1,9 +1,14 @@
-"""One model's pruning state across steps: graph, scope, original counts, criterion.
+"""One model's pruning state across steps: graph, scope, original counts, criterion, masks.
 
 ``Pruner.step(target)`` scores the groups in scope, selects channels globally so that the
-scope reaches ``target`` (cumulative, from the original channel count) and cuts them.
-The dependency graph is built once and stays valid across cuts, as in Torch-Pruning's
-own iterative pruners; the group list is re-read after every cut.
+scope reaches ``target`` (cumulative, from the original channel count) and then either
+cuts them or, with ``mask=True``, zeroes them (mask-then-prune). With ``consumer_means``
+(from ``collect_input_means`` on ``consumers()``) the lost contributions are compensated
+first. The dependency graph is built once and stays valid across cuts, as in
+Torch-Pruning's own iterative pruners; the group list is re-read after every cut.
+
+``kept`` tracks, per group, which original channels survive physical cuts, so repair can
+compare a pruned layer with the same channels of the dense model.
 """
 
 from __future__ import annotations
@@ -13,17 +18,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunetune.pruning.compensation import compensate
 from prunetune.pruning.criteria import ScoringContext, channel_costs, get_criterion
+from prunetune.pruning.masks import NORMS, ChannelMasks
 from prunetune.pruning.scope import PrunableGroup, build_graph, select_scope
 from prunetune.pruning.selection import Selection, select_channels
-from prunetune.pruning.statistics import ChannelStats
-from prunetune.pruning.surgery import remove_channels
+from prunetune.pruning.statistics import ChannelStats, batchnorm_after, execution_order
+from prunetune.pruning.surgery import pruning_groups, remove_channels
 
 
 @dataclass(frozen=True)
 class StepResult:
     selection: Selection
-    removed: int
+    removed: int  # channels cut (physical) or newly masked in this step
+    masked: bool
+    compensated: int  # consumer layers whose bias / BN mean absorbed the lost term
 
     @property
     def sparsity(self) -> float:
@@ -39,7 +48,10 @@ class Pruner:
         self.graph = build_graph(model, example_input)
         self.criterion = get_criterion(config)
         self.generator = torch.Generator().manual_seed(seed)
-        self.original = {g.name: g.channels for g in self.groups()}
+        self.masks = ChannelMasks()
+        groups = self.groups()
+        self.original = {g.name: g.channels for g in groups}
+        self.kept = {g.name: torch.arange(g.channels) for g in groups}
 
     def groups(self) -> list[PrunableGroup]:
         return select_scope(self.model, self.graph, self.config.scope, self.config.include, self.config.exclude)
@@ -49,20 +61,78 @@ class Pruner:
         return sum(self.original.values())
 
     def sparsity(self) -> float:
-        return 1.0 - sum(g.channels for g in self.groups()) / self.original_channels
+        live = sum(g.channels for g in self.groups()) - self.masks.count()
+        return 1.0 - live / self.original_channels
+
+    def consumers(self, groups: list[PrunableGroup] | None = None) -> dict[str, nn.Module]:
+        """Layers reading the scope's channels: where compensation needs input means."""
+        return {name: module for g in (groups or self.groups()) for name, module in g.consumers}
+
+    def kept_channels(self) -> dict[str, torch.Tensor]:
+        """Module name -> original indices of its surviving output channels, for cut layers."""
+        kept = {}
+        for group in self.groups():
+            survivors = self.kept.get(group.name)
+            if survivors is None or len(survivors) == self.original[group.name]:
+                continue
+            for name, module, side in group.members:
+                produces = side == "out" and isinstance(module, (nn.Conv2d, nn.Linear))
+                if (produces or isinstance(module, NORMS)) and _width(module) == len(survivors):
+                    kept[name] = survivors
+        return kept
 
     def scores(self, stats: dict[str, ChannelStats] | None = None,
                groups: list[PrunableGroup] | None = None) -> dict[str, torch.Tensor]:
         groups = groups if groups is not None else self.groups()
         costs = channel_costs(self.model, groups, self.example_input) if self.config.criterion == "mac_aware" else {}
         context = ScoringContext(stats=stats or {}, costs=costs, generator=self.generator)
-        return {g.name: self.criterion.score(g, context) for g in groups}
+        scores = {g.name: self.criterion.score(g, context) for g in groups}
+        for name, idxs in self.masks.masked.items():
+            # Masked channels are gone already: ranking them first makes the new selection
+            # contain them, so masks only grow and the count stays exact.
+            scores[name] = scores[name].clone()
+            scores[name][idxs] = float("-inf")
+        return scores
 
     def step(self, target_sparsity: float, stats: dict[str, ChannelStats] | None = None,
-             scores: dict[str, torch.Tensor] | None = None) -> StepResult:
+             scores: dict[str, torch.Tensor] | None = None, consumer_means: dict[str, torch.Tensor] | None = None,
+             mask: bool = False) -> StepResult:
         groups = self.groups()
         scores = scores if scores is not None else self.scores(stats, groups)
         selection = select_channels(groups, scores, target_sparsity, self.original,
                                     self.config.max_layer_ratio, self.config.round_to)
-        removed = remove_channels(self.graph, groups, selection)
-        return StepResult(selection, removed)
+        compensated = 0
+        if consumer_means:
+            modules = dict(self.model.named_modules())
+            means = {modules[name]: mean for name, mean in consumer_means.items() if name in modules}
+            after = batchnorm_after(execution_order(self.model, self.example_input))
+
+            def before_cut(group) -> None:
+                nonlocal compensated
+                compensated += compensate(group, means, after)
+        else:
+            before_cut = None
+        if mask:
+            previously = self.masks.count()
+            tp_groups = pruning_groups(self.graph, groups, selection.remove)
+            for group in tp_groups.values():
+                if before_cut is not None:
+                    before_cut(group)
+            self.masks.set(selection.remove, tp_groups)
+            return StepResult(selection, self.masks.count() - previously, True, compensated)
+        previously_masked = self.masks.count()
+        removed = remove_channels(self.graph, groups, selection, before_cut)
+        for name, idxs in selection.remove.items():
+            survivors = torch.ones(len(self.kept[name]), dtype=torch.bool)
+            survivors[idxs] = False
+            self.kept[name] = self.kept[name][survivors]
+        self.masks.clear()
+        return StepResult(selection, removed - previously_masked, False, compensated)
+
+
+def _width(module: nn.Module) -> int:
+    for attribute in ("out_channels", "out_features", "num_features", "normalized_shape"):
+        value = getattr(module, attribute, None)
+        if value is not None:
+            return value[0] if isinstance(value, tuple) else value
+    return -1

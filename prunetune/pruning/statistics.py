@@ -4,8 +4,14 @@ For each group the statistics live on its primary producer's output *after* its 
 activation (seed 000: post-BN+ReLU for convs; after the activation for Linear; seed 003
 1.3.3). The activation is found from execution order: the first leaf module that runs
 after the producer (or its BN) and is an activation. Running sums of x and x^2 give the
-mean (for bias compensation) and the variance (for VBP); every spatial position or token
-is one observation, channels are dim 1 for NCHW maps and the last dim for Linear outputs.
+mean and the variance (for VBP); every spatial position or token is one observation,
+channels are dim 1 for NCHW maps and the last dim for Linear outputs.
+
+Bias compensation needs something else: the mean of each *consumer's input*
+(``collect_input_means``), which is where the pruned channels' signal actually arrives,
+after any depthwise conv, BN, activation or squeeze-excitation gate between producer and
+consumer (seed 003 2.4: "the statistics live on the channel that reaches the consumer").
+Repair uses per-layer output moments (``collect_output_stats``).
 """
 
 from __future__ import annotations
@@ -30,25 +36,69 @@ class ChannelStats:
     observations: int
 
 
-def _execution_order(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+def execution_order(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """Leaf modules in the order one eval-mode forward of ``example`` runs them."""
     order: list[nn.Module] = []
     handles = [m.register_forward_hook(lambda module, i, o: order.append(module))
                for m in model.modules() if not list(m.children())]
+    was_training = model.training
+    model.eval()
     try:
         with torch.no_grad():
-            was_training = model.training
-            model.eval()
             model(example)
-            model.train(was_training)
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
     return order
 
 
+def batchnorm_after(order: list[nn.Module]) -> dict[nn.Module, nn.modules.batchnorm._BatchNorm]:
+    """Conv/Linear -> the BatchNorm that directly normalises its output, where one does."""
+    pairs = {}
+    for layer, following in zip(order, order[1:]):
+        if (isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(following, nn.modules.batchnorm._BatchNorm)
+                and following.num_features == getattr(layer, "out_channels", getattr(layer, "out_features", -1))):
+            pairs[layer] = following
+    return pairs
+
+
+class _Moments:
+    """Running per-channel sums of x and x^2 in float64 (channels: dim 1 of NCHW, else last)."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, values: torch.Tensor) -> None:
+        channel_dim = 1 if values.ndim == 4 else values.ndim - 1
+        flat = values.detach().movedim(channel_dim, -1).reshape(-1, values.shape[channel_dim]).double()
+        self.count += flat.shape[0]
+        self.total = self.total + flat.sum(0)
+        self.squares = self.squares + (flat * flat).sum(0)
+
+    def result(self) -> ChannelStats:
+        mean = self.total / self.count
+        return ChannelStats(mean.float(), (self.squares / self.count - mean * mean).clamp_min(0).float(), self.count)
+
+
+def _forward_batches(model: nn.Module, loader: Iterable, runtime: Runtime, max_batches: int | None) -> None:
+    """Eval-mode, no-grad forwards of up to ``max_batches`` batches; restores the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch, (images, _) in enumerate(loader):
+                if max_batches is not None and batch >= max_batches:
+                    break
+                with runtime.autocast():
+                    model(images.to(runtime.device))
+    finally:
+        model.train(was_training)
+
+
 def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> dict[str, tuple[nn.Module, nn.Module | None]]:
     """For each group: (module whose output to hook, activation applied to that output)."""
-    order = _execution_order(model, example)
+    order = execution_order(model, example)
     points = {}
     for group in groups:
         producer = group.producers[0][1]
@@ -65,42 +115,64 @@ def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Te
     return points
 
 
-@torch.no_grad()
 def collect_stats(model: nn.Module, groups: list[PrunableGroup], loader: Iterable, runtime: Runtime,
                   max_batches: int | None = None) -> dict[str, ChannelStats]:
     """Mean and variance per channel of each group's post-activation output, in eval mode."""
     example = next(iter(loader))[0][:1].to(runtime.device)
     points = stat_points(model, groups, example)
-    sums: dict[str, list] = {}
+    moments = {name: _Moments() for name in points}
 
     def hook_for(name: str, activation: nn.Module | None):
         def hook(module, inputs, output):
             values = output.detach().float()
-            if activation is not None:
-                values = activation(values.clone())
-            channel_dim = 1 if values.ndim == 4 else values.ndim - 1
-            flat = values.movedim(channel_dim, -1).reshape(-1, values.shape[channel_dim]).double()
-            entry = sums.setdefault(name, [0, 0.0, 0.0])
-            entry[0] += flat.shape[0]
-            entry[1] = entry[1] + flat.sum(0)
-            entry[2] = entry[2] + (flat * flat).sum(0)
+            moments[name].add(activation(values.clone()) if activation is not None else values)
         return hook
 
     handles = [module.register_forward_hook(hook_for(name, act)) for name, (module, act) in points.items()]
-    was_training = model.training
-    model.eval()
     try:
-        for batch, (images, _) in enumerate(loader):
-            if max_batches is not None and batch >= max_batches:
-                break
-            with runtime.autocast():
-                model(images.to(runtime.device))
+        _forward_batches(model, loader, runtime, max_batches)
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
-    result = {}
-    for name, (count, total, squares) in sums.items():
-        mean = total / count
-        result[name] = ChannelStats(mean.float(), (squares / count - mean * mean).clamp_min(0).float(), count)
-    return result
+    return {name: m.result() for name, m in moments.items() if m.count}
+
+
+def collect_output_stats(model: nn.Module, modules: dict[str, nn.Module], loader: Iterable, runtime: Runtime,
+                         max_batches: int | None = None) -> dict[str, ChannelStats]:
+    """Mean and variance per output channel of each named module, in eval mode."""
+    moments = {name: _Moments() for name in modules}
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: moments[name].add(o.float()))
+               for name, module in modules.items()]
+    try:
+        _forward_batches(model, loader, runtime, max_batches)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: m.result() for name, m in moments.items() if m.count}
+
+
+def collect_input_means(model: nn.Module, modules: dict[str, nn.Module], loader: Iterable, runtime: Runtime,
+                        max_batches: int | None = None) -> dict[str, torch.Tensor]:
+    """Mean of each named module's input over calibration data, kept per position.
+
+    Conv inputs give a (C, H, W) map so that compensation can account for zero padding
+    exactly; Linear inputs give (C,) (tokens averaged).
+    """
+    sums: dict[str, list] = {}
+
+    def hook_for(name: str):
+        def hook(module, inputs):
+            x = inputs[0].detach().float()
+            reduced = x.sum(0) if x.ndim == 4 else x.reshape(-1, x.shape[-1]).sum(0)
+            entry = sums.setdefault(name, [0, 0.0])
+            entry[0] += x.shape[0] if x.ndim == 4 else x.reshape(-1, x.shape[-1]).shape[0]
+            entry[1] = entry[1] + reduced.double()
+        return hook
+
+    handles = [module.register_forward_pre_hook(hook_for(name)) for name, module in modules.items()]
+    try:
+        _forward_batches(model, loader, runtime, max_batches)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {name: (total / count).float() for name, (count, total) in sums.items()}

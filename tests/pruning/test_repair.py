@@ -1,0 +1,103 @@
+import copy
+
+import pytest
+import torch
+
+from prunetune.config import load_config
+from prunetune.data import ImageTensors, TensorLoader
+from prunetune.errors import UnknownNameError
+from prunetune.models.zoo import tiny_mobilenet
+from prunetune.pruning.pruner import Pruner
+from prunetune.pruning.repair import REPAIRS, RepairContext, asr_gains, dense_reference, layerwise_gains, repair
+from prunetune.pruning.statistics import collect_output_stats
+from prunetune.runtime import resolve_runtime
+from prunetune.training import recalibrate_batchnorm
+
+CPU = resolve_runtime(load_config(None, ["runtime.device=cpu"]).runtime)
+
+
+def test_asr_gain_follows_the_formula_on_a_hand_computed_example():
+    dense, pruned = torch.tensor([4.0, 1.0, 9.0]), torch.tensor([1.0, 1.0, 0.01])
+    # gamma* = (2, 1, 30); s = (1/2, 1/2, 0.01/1.01); gamma = s gamma* + 1 - s
+    expected = torch.tensor([1.5, 1.0, 0.01 / 1.01 * 30 + 1.0 / 1.01])
+    torch.testing.assert_close(asr_gains(dense, pruned, 1.0), expected)
+    torch.testing.assert_close(asr_gains(dense, pruned, 0.0), torch.tensor([2.0, 1.0, 30.0]))  # full matching
+    torch.testing.assert_close(asr_gains(dense, pruned, float("inf")), torch.ones(3))  # untouched
+    torch.testing.assert_close(layerwise_gains(dense, pruned), torch.full((3,), (14 / 2.01) ** 0.5))
+
+
+def test_registry_lists_the_repairs_and_rejects_unknown_ones():
+    assert REPAIRS.names() == ["asr", "bn", "layerwise", "none"]
+    with pytest.raises(UnknownNameError, match="pruning.repair: unknown repair 'magic'"):
+        repair("magic", None)
+
+
+def _loader(count=64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    return TensorLoader(ImageTensors(images, torch.zeros(count, dtype=torch.long)), 32, torch.device("cpu"),
+                        (0.5,) * 3, (0.25,) * 3)
+
+
+@pytest.fixture(scope="module")
+def pruned_once():
+    """A dense tiny_mobilenet with real BN statistics and a 60%-pruned copy (no repair yet)."""
+    torch.manual_seed(0)
+    dense = tiny_mobilenet(10, width=8)
+    loader = _loader()
+    recalibrate_batchnorm(dense, loader, CPU)
+    pruned = copy.deepcopy(dense)
+    pruner = Pruner(pruned, torch.zeros(1, 3, 32, 32), load_config(None).pruning)
+    pruner.step(0.6)
+    reference = dense_reference(dense, loader, CPU)
+    return dense, pruned, loader, reference, pruner.kept_channels()
+
+
+@pytest.fixture
+def pruned_pair(pruned_once):
+    dense, pruned, loader, reference, kept = pruned_once
+    return dense, copy.deepcopy(pruned), loader, reference, kept
+
+
+def _context(pruned, loader, reference, kept, lam):
+    return RepairContext(pruned, CPU, loader, samples=64, calibration=loader, reference=reference, kept=kept,
+                         asr_lambda=lam)
+
+
+def test_asr_with_lambda_to_infinity_leaves_weights_and_dense_variances(pruned_pair):
+    dense, pruned, loader, reference, kept = pruned_pair
+    weights = {n: p.detach().clone() for n, p in pruned.named_parameters()}
+    repair("asr", _context(pruned, loader, reference, kept, float("inf")))
+    assert all(torch.equal(weights[n], p) for n, p in pruned.named_parameters())
+    modules = dict(pruned.named_modules())
+    assert any(name.endswith(".1") for name in kept)  # some BNs lost channels
+    for name, variance in reference.norm_variance.items():
+        index = kept.get(name, torch.arange(len(variance)))
+        torch.testing.assert_close(modules[name].running_var, variance[index])
+
+
+def test_asr_with_lambda_to_zero_matches_variances_fully(pruned_pair):
+    dense, pruned, loader, reference, kept = pruned_pair
+    plain = copy.deepcopy(pruned)
+    repair("bn", RepairContext(plain, CPU, loader, samples=64))
+    repair("asr", _context(pruned, loader, reference, kept, 0.0))
+    # BN layers: full per-channel matching is exactly what recalibration does.
+    stale = dict(plain.named_modules())
+    for name, module in pruned.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d) and name.startswith("1."):  # before any scaled layer
+            torch.testing.assert_close(module.running_var, stale[name].running_var)
+    # The first BN-less layer (block 1's SE squeeze) now has the dense output variance.
+    first = "1.se.fc1"
+    layer = {first: dict(pruned.named_modules())[first]}
+    after = collect_output_stats(pruned, layer, loader, CPU)[first].variance
+    torch.testing.assert_close(after, reference.outputs[first].variance, rtol=1e-3, atol=1e-6)
+    before = collect_output_stats(plain, {first: dict(plain.named_modules())[first]}, loader, CPU)[first].variance
+    assert not torch.allclose(before, reference.outputs[first].variance, rtol=1e-2)  # it was damaged
+
+
+@pytest.mark.parametrize("kind", ["bn", "layerwise", "asr"])
+def test_every_repair_keeps_the_model_runnable_and_in_eval_mode(pruned_pair, kind):
+    dense, pruned, loader, reference, kept = pruned_pair
+    repair(kind, _context(pruned, loader, reference, kept, 1.0))
+    assert not pruned.training
+    assert torch.isfinite(pruned(torch.randn(2, 3, 32, 32))).all()
