@@ -105,6 +105,9 @@ def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None) -
         history=history,
     )
     _save(directory, model, record, config)
+    # Fresh loaders (shuffle and augmentation generators at their seed): what follows a
+    # trained baseline must see the same batches as what follows a reused one.
+    loaders = make_loaders(splits, config.data, runtime.device, config.seed, runtime.channels_last)
     return Baseline(model.eval(), record, directory, False, splits, loaders, runtime)
 
 

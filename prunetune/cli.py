@@ -27,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config of the job (see examples/ and the README).")]
@@ -89,6 +89,71 @@ def _print_epoch(row: dict[str, Any]) -> None:
         highlight=False,
         markup=False,
     )
+
+
+@app.command("run")
+@user_facing
+def run_pipeline(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="run directory (default: STORAGE/runs/NAME-TIME)")] = None,
+) -> None:
+    """Run the prune-and-recover pipeline once, without Ray: one row per step, a results table."""
+    from prunetune.config import load_config
+    from prunetune.models import resolve
+    from prunetune.pipeline import run
+
+    job = load_config(config, overrides or [])
+    resolve(job.model.name)
+    pruning = job.pruning
+    out.print(f"run: {job.model.name} on {job.data.name} ({job.data.image_size}px) | scope {pruning.scope}, "
+              f"criterion {pruning.criterion}, schedule {pruning.schedule.kind}, repair {pruning.repair}"
+              f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
+    result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
+                 on_baseline=_print_baseline)
+    out.print(results_table(result), width=max(out.width, 150))
+    best = result.rows[-1] if result.rows else None
+    if best is not None and best.best_step is not None:
+        out.print(f"best feasible: step {best.best_step}, accuracy {best.best_accuracy:.4f}, "
+                  f"MACs {best.best_macs:,} ({best.best_mac_ratio:.1%} of baseline)", highlight=False)
+    else:
+        out.print("no step stayed above the threshold", highlight=False)
+    out.print(f"rows: {result.directory / 'rows.parquet'}", highlight=False)
+
+
+def results_table(result) -> Table:
+    """Seed 001's table: target -> accuracy, MACs, with the baseline first."""
+    table = Table(title=f"prune-and-recover (threshold {result.threshold:.4f})")
+    for column in ("step", "target", "sparsity", "pre-recovery acc", "accuracy", "MACs", "MAC ratio", "params",
+                   "epochs (best)", "time", "feasible"):
+        table.add_column(column, justify="right")
+    table.add_row("baseline", "0.00", "0.000", "", f"{result.baseline_accuracy:.4f}", f"{result.baseline_macs:,}",
+                  "1.000", f"{result.baseline_params:,}", "", "", "")
+    for row in result.rows:
+        table.add_row(str(row.step), f"{row.target_sparsity:.2f}", f"{row.sparsity:.3f}", f"{row.pre_accuracy:.4f}",
+                      f"{row.accuracy:.4f}", f"{row.macs:,}", f"{row.mac_ratio:.3f}", f"{row.params:,}",
+                      f"{row.epochs_run} ({row.best_epoch})", f"{sum(row.seconds.values()):.1f}s",
+                      "yes" if row.feasible else "[red]no[/]")
+    return table
+
+
+def _print_baseline(info: dict[str, Any]) -> None:
+    state = "reused" if info["reused"] else "trained"
+    out.print(f"[baseline] {state}: accuracy {info['accuracy']:.4f}, MACs {info['macs']:,}, "
+              f"threshold {info['threshold']:.4f}", highlight=False, markup=False)
+
+
+def _print_recovery_epoch(row: dict[str, Any]) -> None:
+    out.print(f"    epoch {row['epoch']}/{row['epochs']} lr {row['lr']:.2e} train loss {row['train_loss']:.4f} "
+              f"| val acc {row['val_accuracy']:.4f}{' *' if row['best'] else ''}", highlight=False, markup=False)
+
+
+def _print_step(row: dict[str, Any]) -> None:
+    verdict = "ok" if row["feasible"] else "BELOW THRESHOLD, stopping"
+    out.print(f"[step {row['step']}] target {row['target_sparsity']:.2f} -> sparsity {row['sparsity']:.3f}, "
+              f"MACs {row['mac_ratio']:.1%}, acc {row['pre_accuracy']:.4f} -> {row['accuracy']:.4f} "
+              f"(best epoch {row['best_epoch']}/{row['epochs_run']}), {row['seconds_total']:.1f}s: {verdict}",
+              highlight=False, markup=False)
 
 
 @app.command("config")

@@ -170,7 +170,17 @@ class StopConfig(Section):
     max_accuracy_drop: float | None = Field(
         0.01, ge=0.0, le=1.0, description="threshold = baseline accuracy minus this (absolute)"
     )
-    min_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="absolute accuracy threshold")
+    min_accuracy: float | None = Field(
+        None, ge=0.0, le=1.0, description="absolute accuracy threshold (replaces the default drop when set)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _absolute_replaces_the_default_drop(cls, data: Any) -> Any:
+        # Setting min_accuracy alone means "use it": the default drop must not clash with it.
+        if isinstance(data, dict) and data.get("min_accuracy") is not None and "max_accuracy_drop" not in data:
+            return {**data, "max_accuracy_drop": None}
+        return data
 
     @model_validator(mode="after")
     def _one_threshold(self) -> StopConfig:

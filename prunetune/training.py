@@ -63,8 +63,12 @@ def train_epoch(
     loss_fn: LossFn,
     runtime: Runtime,
     lr_for_batch: Callable[[int], float] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> PassResult:
-    """One pass of training; ``lr_for_batch(i)`` sets the lr before batch ``i`` if given."""
+    """One pass of training; ``lr_for_batch(i)`` sets the lr before batch ``i`` if given.
+
+    ``after_step`` runs after every optimizer step (mask-then-prune re-zeroes its masks there).
+    """
     model.train()
     device = runtime.device
     loss_sum = torch.zeros((), device=device)
@@ -82,6 +86,8 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         loss_sum += loss.detach() * len(labels)
         correct += (logits.detach().argmax(1) == labels).sum()
         samples += len(labels)

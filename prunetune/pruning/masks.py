@@ -88,9 +88,8 @@ def _producing_tensors(dep, idxs: list[int]) -> list[tuple[torch.Tensor, int, li
     return tensors
 
 
-def masked_complexity(model: nn.Module, masked: dict[str, list[int]], example: torch.Tensor,
-                      channels: int, image_size: int) -> Complexity:
-    """MACs and params of ``model`` with its masked channels removed (a copy is cut)."""
+def cut_copy(model: nn.Module, masked: dict[str, list[int]], example: torch.Tensor) -> nn.Module:
+    """A copy of ``model`` with its masked channels removed physically."""
     trial = copy.deepcopy(model)
     graph = build_graph(trial, example)
     by_name = {group.name: group for group in all_groups(trial, graph)}
@@ -98,4 +97,10 @@ def masked_complexity(model: nn.Module, masked: dict[str, list[int]], example: t
         if idxs:
             root = by_name[name].group[0].dep
             graph.get_pruning_group(root.target.module, root.handler, sorted(idxs)).prune()
-    return measure(trial, channels, image_size)
+    return trial
+
+
+def masked_complexity(model: nn.Module, masked: dict[str, list[int]], example: torch.Tensor,
+                      channels: int, image_size: int) -> Complexity:
+    """MACs and params of ``model`` with its masked channels removed (a copy is cut)."""
+    return measure(cut_copy(model, masked, example), channels, image_size)

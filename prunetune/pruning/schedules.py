@@ -69,17 +69,19 @@ def quadratic_estimate(unpruned: float, one_sided: float, two_sided: float, mac_
 
 
 def solve_mac_target(make_pruner: Callable[[nn.Module], object], model: nn.Module, channels: int, image_size: int,
-                     mac_target: float, tolerance: float = 0.01, iterations: int = 20) -> tuple[float, float]:
+                     mac_target: float, tolerance: float = 0.01, iterations: int = 20,
+                     stats: dict | None = None) -> tuple[float, float]:
     """Channel sparsity whose one-shot cut keeps ``mac_target`` of the MACs, on the real counter.
 
     Bisection over the sparsity on copies of the model (MACs fall as sparsity rises);
-    stops within ``tolerance`` (relative) of the target MACs. Returns (sparsity, MAC ratio).
+    stops within ``tolerance`` (relative) of the target MACs. ``stats`` (the dense model's
+    calibration statistics) serve criteria that need them. Returns (sparsity, MAC ratio).
     """
     baseline = measure(model, channels, image_size).macs
 
     def ratio_at(sparsity: float) -> float:
         trial = copy.deepcopy(model)
-        make_pruner(trial).step(sparsity)
+        make_pruner(trial).step(sparsity, stats=stats)
         return measure(trial, channels, image_size).macs / baseline
 
     low, high = 0.0, 0.99

@@ -118,23 +118,48 @@ def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Te
 def collect_stats(model: nn.Module, groups: list[PrunableGroup], loader: Iterable, runtime: Runtime,
                   max_batches: int | None = None) -> dict[str, ChannelStats]:
     """Mean and variance per channel of each group's post-activation output, in eval mode."""
-    example = next(iter(loader))[0][:1].to(runtime.device)
-    points = stat_points(model, groups, example)
-    moments = {name: _Moments() for name in points}
+    return collect_calibration(model, loader, runtime, max_batches, groups=groups)[0]
 
-    def hook_for(name: str, activation: nn.Module | None):
+
+def collect_calibration(model: nn.Module, loader: Iterable, runtime: Runtime, max_batches: int | None = None,
+                        groups: list[PrunableGroup] | None = None, consumers: dict[str, nn.Module] | None = None
+                        ) -> tuple[dict[str, ChannelStats], dict[str, torch.Tensor]]:
+    """One eval-mode pass giving both the groups' statistics and the consumers' input means."""
+    moments: dict[str, _Moments] = {}
+    sums: dict[str, list] = {}
+    handles = []
+
+    def stats_hook(name: str, activation: nn.Module | None):
         def hook(module, inputs, output):
             values = output.detach().float()
             moments[name].add(activation(values.clone()) if activation is not None else values)
         return hook
 
-    handles = [module.register_forward_hook(hook_for(name, act)) for name, (module, act) in points.items()]
+    def mean_hook(name: str):
+        def hook(module, inputs):
+            x = inputs[0].detach().float()
+            flat = x if x.ndim == 4 else x.reshape(-1, x.shape[-1])
+            entry = sums.setdefault(name, [0, 0.0])
+            entry[0] += flat.shape[0]
+            entry[1] = entry[1] + flat.sum(0).double()
+        return hook
+
+    if groups:
+        example = next(iter(loader))[0][:1].to(runtime.device)
+        for name, (module, activation) in stat_points(model, groups, example).items():
+            moments[name] = _Moments()
+            handles.append(module.register_forward_hook(stats_hook(name, activation)))
+    for name, module in (consumers or {}).items():
+        handles.append(module.register_forward_pre_hook(mean_hook(name)))
     try:
-        _forward_batches(model, loader, runtime, max_batches)
+        if handles:
+            _forward_batches(model, loader, runtime, max_batches)
     finally:
         for handle in handles:
             handle.remove()
-    return {name: m.result() for name, m in moments.items() if m.count}
+    stats = {name: m.result() for name, m in moments.items() if m.count}
+    means = {name: (total / count).float() for name, (count, total) in sums.items()}
+    return stats, means
 
 
 def collect_output_stats(model: nn.Module, modules: dict[str, nn.Module], loader: Iterable, runtime: Runtime,
@@ -158,21 +183,27 @@ def collect_input_means(model: nn.Module, modules: dict[str, nn.Module], loader:
     Conv inputs give a (C, H, W) map so that compensation can account for zero padding
     exactly; Linear inputs give (C,) (tokens averaged).
     """
-    sums: dict[str, list] = {}
+    return collect_calibration(model, loader, runtime, max_batches, consumers=modules)[1]
 
-    def hook_for(name: str):
-        def hook(module, inputs):
-            x = inputs[0].detach().float()
-            reduced = x.sum(0) if x.ndim == 4 else x.reshape(-1, x.shape[-1]).sum(0)
-            entry = sums.setdefault(name, [0, 0.0])
-            entry[0] += x.shape[0] if x.ndim == 4 else x.reshape(-1, x.shape[-1]).shape[0]
-            entry[1] = entry[1] + reduced.double()
-        return hook
 
-    handles = [module.register_forward_pre_hook(hook_for(name)) for name, module in modules.items()]
+def collect_gradients(model: nn.Module, loader: Iterable, runtime: Runtime, max_batches: int | None = None) -> int:
+    """Accumulate cross-entropy gradients of calibration batches in ``.grad`` (for Taylor).
+
+    Eval mode, so BN statistics are not disturbed; the caller zeroes the gradients after
+    scoring. Returns the number of batches used.
+    """
+    was_training = model.training
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    used = 0
     try:
-        _forward_batches(model, loader, runtime, max_batches)
+        for batch, (images, labels) in enumerate(loader):
+            if max_batches is not None and batch >= max_batches:
+                break
+            with runtime.autocast():
+                logits = model(images.to(runtime.device))
+            nn.functional.cross_entropy(logits.float(), labels.to(runtime.device)).backward()
+            used += 1
     finally:
-        for handle in handles:
-            handle.remove()
-    return {name: (total / count).float() for name, (count, total) in sums.items()}
+        model.train(was_training)
+    return used

@@ -1,0 +1,109 @@
+"""Recovery after each pruning step: distillation from the dense teacher, lr by sparsity, patience.
+
+Learning rate (seed 001's names): ``lr`` is used while the step's *target* sparsity is
+below ``lr_high_threshold``; from that target on, ``lr_high``. Seed 001 ran lr 1e-4 and
+switched to lr_high 3e-5 from 0.21: despite its name, ``lr_high`` is the rate for the
+*high-sparsity* regime and may well be the smaller one. Within a step the rate follows
+``lr_schedule`` (constant or cosine over the step's epochs) after ``warmup_epochs`` of
+linear warm-up.
+
+Patience: validation accuracy after every epoch; ``patience`` epochs without a new best
+end the step; the best state (weights and BN buffers) is restored at the end. The state
+before the first epoch is a candidate too (epoch 0): recovery never leaves a step worse
+than it found it. The optimizer is built anew for every step because every cut creates
+new Parameter objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from prunetune.pipeline.losses import distillation_loss
+from prunetune.runtime import Runtime
+from prunetune.training import evaluate, lr_at, make_optimizer, train_epoch
+
+EpochCallback = Callable[[dict], None]
+
+
+def recovery_lr(recovery, target_sparsity: float) -> float:
+    """``lr_high`` at or above ``lr_high_threshold``, ``lr`` below it (or when unset)."""
+    if recovery.lr_high is not None and target_sparsity >= recovery.lr_high_threshold - 1e-12:
+        return recovery.lr_high
+    return recovery.lr
+
+
+@dataclass
+class RecoveryResult:
+    accuracy: float
+    best_epoch: int  # 0: no epoch beat the state recovery started from
+    epochs_run: int
+    lr: float
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def make_loss(teacher: nn.Module, alpha: float, temperature: float,
+              extra: Callable[[], torch.Tensor] | None = None):
+    """The training loss of ``train_epoch``: distillation from ``teacher`` plus ``extra()``."""
+
+    def loss(logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if alpha > 0.0:
+            with torch.no_grad():
+                teacher_logits = teacher(images)
+        else:
+            teacher_logits = logits.detach()
+        value = distillation_loss(logits, teacher_logits, labels, alpha, temperature)
+        return value + extra() if extra is not None else value
+
+    return loss
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtime, recovery, target_sparsity: float,
+            start_accuracy: float, after_step: Callable[[], None] | None = None,
+            on_epoch: EpochCallback | None = None, epochs: int | None = None) -> RecoveryResult:
+    """Train up to ``recovery.epochs`` epochs (or ``epochs``); restore the best validation state."""
+    epochs = recovery.epochs if epochs is None else epochs
+    lr = recovery_lr(recovery, target_sparsity)
+    result = RecoveryResult(accuracy=start_accuracy, best_epoch=0, epochs_run=0, lr=lr)
+    if epochs == 0:
+        return result
+    optimizer = make_optimizer(model, recovery.optimizer, lr, recovery.weight_decay, device=runtime.device)
+    per_epoch = len(train_loader)
+    total, warmup = epochs * per_epoch, recovery.warmup_epochs * per_epoch
+    best_state = _snapshot(model)
+    since_best = 0
+    for epoch in range(1, epochs + 1):
+        offset = (epoch - 1) * per_epoch
+        started = time.perf_counter()
+        trained = train_epoch(model, train_loader, optimizer, loss_fn, runtime,
+                              lambda i: lr_at(offset + i, total, lr, recovery.lr_schedule, warmup), after_step)
+        middle = time.perf_counter()
+        accuracy = evaluate(model, val_loader, runtime).accuracy
+        result.train_seconds += middle - started
+        result.eval_seconds += time.perf_counter() - middle
+        result.epochs_run = epoch
+        improved = accuracy > result.accuracy
+        if improved:
+            result.accuracy, result.best_epoch, since_best = accuracy, epoch, 0
+            best_state = _snapshot(model)
+        else:
+            since_best += 1
+        record = {"epoch": epoch, "epochs": epochs, "train_loss": trained.loss, "train_accuracy": trained.accuracy,
+                  "val_accuracy": accuracy, "best": improved, "lr": lr}
+        result.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if recovery.patience is not None and since_best >= recovery.patience:
+            break
+    model.load_state_dict(best_state)
+    return result
