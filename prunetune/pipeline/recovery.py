@@ -16,6 +16,7 @@ new Parameter objects.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from prunetune.errors import RunError
 from prunetune.pipeline.losses import distillation_loss
 from prunetune.runtime import Runtime
 from prunetune.training import evaluate, lr_at, make_optimizer, train_epoch
@@ -87,6 +89,9 @@ def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtim
         started = time.perf_counter()
         trained = train_epoch(model, train_loader, optimizer, loss_fn, runtime,
                               lambda i: lr_at(offset + i, total, lr, recovery.lr_schedule, warmup), after_step)
+        if not math.isfinite(trained.loss):
+            raise RunError(f"recovery diverged: training loss is {trained.loss} in epoch {epoch} at target sparsity "
+                           f"{target_sparsity:.3f} (lr {lr:g}); lower recovery.lr / recovery.lr_high")
         middle = time.perf_counter()
         accuracy = evaluate(model, val_loader, runtime).accuracy
         result.train_seconds += middle - started

@@ -14,25 +14,23 @@ so channels whose post-pruning signal is weak (v_p << lambda) are left alone ins
 being amplified, and healthy ones get the full variance match. ``layerwise`` uses one
 gain per layer, sqrt(sum v_d / sum v_p).
 
-Where the gain goes -- our choice, written down because seed 004 leaves it open:
+Where the gain goes -- our choice, written down because seed 004 leaves it open. A
+*repair point* is every BatchNorm, and every Conv/Linear whose output no BatchNorm
+normalises (SE convs, MLP layers), the classifier excepted. Its variances are measured
+after the activation that follows it (the signal the next layer receives), on the dense
+model once and on the pruned model after BN recalibration. The gain scales the point's
+output: a BN's affine weight and bias, or the layer's weight rows and bias. For
+ReLU-like activations that scales the post-activation signal by exactly gamma_i.
 
-- A layer *without* a BatchNorm after it (SE convs, Linear layers, convs feeding
-  LayerNorm): its output channels are scaled by gamma_i about their mean
-  (W_i <- gamma_i W_i, b_i <- gamma_i b_i + (1 - gamma_i) mu_p,i), so the variance
-  moves by gamma_i^2 and the mean stays.
-- A layer *with* a BatchNorm after it: scaling the conv and then recalibrating the BN,
-  as the seed's order reads literally, is a no-op (the recalibrated BN divides the gain
-  back out). Recalibration is itself per-channel full variance matching: after it the
-  BN divides by sqrt(v_p) where the dense model divided by sqrt(v_d), a gain of gamma*_i.
-  So ASR there sets the BN's running variance to v_d,i / gamma_i^2 after recalibration:
-  the net gain relative to the dense normalisation is exactly gamma_i, the running mean
-  is the recalibrated one. lambda -> 0 gives plain BN recalibration, lambda -> infinity
-  keeps the dense variance (the pruned signal is not amplified at all).
-
-Order: recalibrate -> scale the BN-less layers (measured on the recalibrated model) ->
-recalibrate again if any were scaled (their outputs feed later BNs) -> set the BN
-variances. Each layer's v_p is measured with the upstream layers fully recalibrated, a
-one-pass approximation of a layer-by-layer procedure.
+Why after recalibration: recalibration is already per-channel variance matching *before*
+the activation (a recalibrated BN divides by the pruned std), so a gain applied to a conv
+and then recalibrated would be divided out again. What recalibration cannot restore is
+the signal after the nonlinearity and after BN-less layers; the gains act there. So:
+recalibrate -> measure -> scale -> recalibrate again (downstream BNs see the scaled
+signals). lambda -> infinity gives gamma = 1, i.e. exactly ``bn``; lambda -> 0 matches every
+point's post-activation variance to the dense model's. Each point's v_p is measured in
+one pass with its upstream points not yet scaled, a one-pass approximation of a
+layer-by-layer procedure.
 
 lambda, data-driven: the configured ``asr_lambda`` is a multiple of each layer's median
 v_p. Variances differ by orders of magnitude between layers, so an absolute lambda would
@@ -51,7 +49,8 @@ from torch import nn
 
 from prunetune.errors import RunError
 from prunetune.pruning.scope import output_layer
-from prunetune.pruning.statistics import ChannelStats, batchnorm_after, collect_output_stats, execution_order
+from prunetune.pruning.statistics import (ACTIVATIONS, ChannelStats, batchnorm_after, collect_point_stats,
+                                           execution_order)
 from prunetune.registry import Registry
 from prunetune.runtime import Runtime
 from prunetune.training import recalibrate_batchnorm
@@ -63,10 +62,9 @@ BatchNorm = nn.modules.batchnorm._BatchNorm
 
 @dataclass(frozen=True)
 class DenseReference:
-    """What the repair compares against, measured once on the dense model."""
+    """The dense model's per-channel moments at every repair point, measured once."""
 
-    norm_variance: dict[str, torch.Tensor]  # BN name -> running variance
-    outputs: dict[str, ChannelStats]  # BN-less Conv/Linear name -> output moments
+    points: dict[str, ChannelStats]
 
 
 @dataclass
@@ -75,31 +73,41 @@ class RepairContext:
     runtime: Runtime
     recalibration: Iterable  # batches for BN recalibration (the configured split)
     samples: int  # K: samples forwarded for recalibration
-    calibration: Iterable = ()  # batches for the BN-less layers' output moments
+    calibration: Iterable = ()  # batches for the repair points' moments
     calibration_batches: int | None = None
     reference: DenseReference | None = None
     kept: dict[str, torch.Tensor] = field(default_factory=dict)  # from Pruner.kept_channels()
     asr_lambda: float = 1.0
 
 
-def _unnormalised_layers(model: nn.Module, example: torch.Tensor) -> dict[str, nn.Module]:
-    """Conv/Linear layers whose output no BatchNorm normalises, the classifier excluded."""
+def repair_points(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[nn.Module, nn.Module | None]]:
+    """Name -> (module whose output is scaled, activation applied after it, if any).
+
+    A BN-less layer fed directly by another BN-less point (an SE gate's second conv) is
+    left out: its variance is measured before its feeder is scaled, so its gain would
+    correct a mismatch the feeder's gain already fixes. BN points do not have this
+    problem, since the final recalibration divides out any scaling that reaches them.
+    """
     order = execution_order(model, example)
-    after = batchnorm_after(order)
+    normalised = batchnorm_after(order)
     head = output_layer(model)
     names = {module: name for name, module in model.named_modules()}
-    return {names[m]: m for m in order
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in after and m is not head and m in names}
+    points, previous_unnormalised = {}, False
+    for index, module in enumerate(order):
+        weighted = isinstance(module, (nn.Conv2d, nn.Linear, BatchNorm))
+        unnormalised = isinstance(module, (nn.Conv2d, nn.Linear)) and module not in normalised and module is not head
+        chosen = isinstance(module, BatchNorm) or (unnormalised and not previous_unnormalised)
+        if chosen and module in names and names[module] not in points:
+            following = order[index + 1] if index + 1 < len(order) else None
+            points[names[module]] = (module, following if isinstance(following, ACTIVATIONS) else None)
+        if weighted:
+            previous_unnormalised = unnormalised
+    return points
 
 
 def dense_reference(model: nn.Module, loader: Iterable, runtime: Runtime, max_batches: int | None = None) -> DenseReference:
     example = next(iter(loader))[0][:1].to(runtime.device)
-    layers = _unnormalised_layers(model, example)
-    return DenseReference(
-        norm_variance={n: m.running_var.detach().clone() for n, m in model.named_modules()
-                       if isinstance(m, BatchNorm) and m.running_var is not None},
-        outputs=collect_output_stats(model, layers, loader, runtime, max_batches),
-    )
+    return DenseReference(collect_point_stats(model, repair_points(model, example), loader, runtime, max_batches))
 
 
 def asr_gains(dense: torch.Tensor, pruned: torch.Tensor, lam: float) -> torch.Tensor:
@@ -123,14 +131,14 @@ def _aligned(dense: torch.Tensor, name: str, width: int, kept: dict[str, torch.T
 
 
 @torch.no_grad()
-def _scale_outputs(layer: nn.Module, gains: torch.Tensor, mean: torch.Tensor) -> None:
-    gains = gains.to(layer.weight.device, layer.weight.dtype)
-    layer.weight.mul_(gains.view(-1, *([1] * (layer.weight.ndim - 1))))
-    shift = (1.0 - gains) * mean.to(gains.device, gains.dtype)
-    if layer.bias is None:
-        layer.bias = nn.Parameter(shift)
-    else:
-        layer.bias.mul_(gains).add_(shift)
+def _scale_outputs(module: nn.Module, gains: torch.Tensor) -> None:
+    """Multiply the output channels of a BN (affine) or a Conv/Linear (weight rows, bias) by ``gains``."""
+    if getattr(module, "weight", None) is None:
+        return  # a BN without affine parameters has nothing to scale
+    gains = gains.to(module.weight.device, module.weight.dtype)
+    module.weight.mul_(gains.view(-1, *([1] * (module.weight.ndim - 1))))
+    if module.bias is not None:
+        module.bias.mul_(gains)
 
 
 def _variance_repair(context: RepairContext, gains: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -139,25 +147,14 @@ def _variance_repair(context: RepairContext, gains: Callable[[torch.Tensor, torc
     model, runtime = context.model, context.runtime
     recalibrate_batchnorm(model, context.recalibration, runtime, context.samples)
     example = next(iter(context.calibration))[0][:1].to(runtime.device)
-    layers = {n: m for n, m in _unnormalised_layers(model, example).items() if n in context.reference.outputs}
-    pruned = collect_output_stats(model, layers, context.calibration, runtime, context.calibration_batches)
-    scaled = False
-    for name, layer in layers.items():
-        dense = _aligned(context.reference.outputs[name].variance, name, len(pruned[name].variance), context.kept)
+    points = {n: p for n, p in repair_points(model, example).items() if n in context.reference.points}
+    pruned = collect_point_stats(model, points, context.calibration, runtime, context.calibration_batches)
+    for name, (module, _) in points.items():
+        variance = pruned[name].variance
+        dense = _aligned(context.reference.points[name].variance, name, len(variance), context.kept)
         if dense is not None:
-            _scale_outputs(layer, gains(dense.to(pruned[name].variance.device), pruned[name].variance),
-                           pruned[name].mean)
-            scaled = True
-    if scaled:
-        recalibrate_batchnorm(model, context.recalibration, runtime, context.samples)
-    with torch.no_grad():
-        for name, norm in model.named_modules():
-            if not isinstance(norm, BatchNorm) or norm.running_var is None or name not in context.reference.norm_variance:
-                continue
-            dense = _aligned(context.reference.norm_variance[name], name, norm.num_features, context.kept)
-            if dense is not None:
-                dense = dense.to(norm.running_var.device)
-                norm.running_var.copy_(dense / gains(dense, norm.running_var).pow(2))
+            _scale_outputs(module, gains(dense.to(variance.device), variance))
+    recalibrate_batchnorm(model, context.recalibration, runtime, context.samples)
 
 
 @REPAIRS.register("none")

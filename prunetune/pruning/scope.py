@@ -117,9 +117,28 @@ def all_groups(model: nn.Module, graph: tp.DependencyGraph) -> list[PrunableGrou
     return groups
 
 
+def _inside_linear(node) -> bool:
+    """A node PyTorch runs inside a Linear applied to (N, ..., C) input, not a merge.
+
+    F.linear on more than two dims is flatten (view) -> addmm (mm without bias) -> view;
+    TP traces the first two as nodes of their own, so without this every transformer or
+    ConvNeXt MLP looked merged ("Add" also matches "AddmmBackward0") and left "expand".
+    """
+    def feeds_linear(matmul) -> bool:
+        grad_fn = getattr(matmul, "grad_fn", None)
+        return (grad_fn is not None and grad_fn.name() in ("AddmmBackward0", "MmBackward0") and bool(matmul.outputs)
+                and all(isinstance(o.module, nn.Linear) for o in matmul.outputs))
+
+    if node.type.name == "RESHAPE":
+        return bool(node.outputs) and all(feeds_linear(o) for o in node.outputs)
+    return feeds_linear(node)
+
+
 def _has_merge(group: PrunableGroup) -> bool:
     for dep, _ in group.group:
         node = dep.target
+        if _inside_linear(node):
+            continue
         if node.type.name in ("CONCAT", "SPLIT", "RESHAPE", "UNBIND", "EXPAND", "SLICE"):
             return True
         grad_fn = getattr(node, "grad_fn", None)

@@ -165,9 +165,23 @@ def collect_calibration(model: nn.Module, loader: Iterable, runtime: Runtime, ma
 def collect_output_stats(model: nn.Module, modules: dict[str, nn.Module], loader: Iterable, runtime: Runtime,
                          max_batches: int | None = None) -> dict[str, ChannelStats]:
     """Mean and variance per output channel of each named module, in eval mode."""
-    moments = {name: _Moments() for name in modules}
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: moments[name].add(o.float()))
-               for name, module in modules.items()]
+    return collect_point_stats(model, {name: (module, None) for name, module in modules.items()}, loader, runtime,
+                               max_batches)
+
+
+def collect_point_stats(model: nn.Module, points: dict[str, tuple[nn.Module, nn.Module | None]], loader: Iterable,
+                        runtime: Runtime, max_batches: int | None = None) -> dict[str, ChannelStats]:
+    """Per-channel moments of ``activation(module output)`` for each named (module, activation)."""
+    moments = {name: _Moments() for name in points}
+
+    def hook_for(name: str, activation: nn.Module | None):
+        def hook(module, inputs, output):
+            values = output.detach().float()
+            moments[name].add(activation(values.clone()) if activation is not None else values)
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name, activation))
+               for name, (module, activation) in points.items()]
     try:
         _forward_batches(model, loader, runtime, max_batches)
     finally:
