@@ -156,13 +156,84 @@ def _print_step(row: dict[str, Any]) -> None:
               highlight=False, markup=False)
 
 
+@app.command()
+@user_facing
+def search(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    name: Annotated[str | None, typer.Option(help="search name (default: the config's name)")] = None,
+    num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to complete")] = None,
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
+    storage: Annotated[str | None, typer.Option(help="storage root: a folder, NFS path or URI (s3://...)")] = None,
+) -> None:
+    """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
+    from prunetune.models import resolve
+    from prunetune.search import run_search
+    from prunetune.spaces import load_search
+
+    job, space = load_search(config, list(overrides or []) + ([f"storage.root={storage}"] if storage else []))
+    resolve(job.model.name)
+    out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
+              f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
+    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address))
+
+
+@app.command()
+@user_facing
+def resume(
+    name: Annotated[str, typer.Argument(help="name of the search to continue")],
+    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+    errored: Annotated[bool, typer.Option("--errored", help="also re-run trials that failed")] = False,
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
+) -> None:
+    """Continue an interrupted or killed search until it has its requested trials."""
+    from prunetune.search import resume_search
+
+    _print_outcome(resume_search(name, storage, resume_errored=errored, address=address))
+
+
+@app.command()
+@user_facing
+def status(
+    name: Annotated[str, typer.Argument(help="name of the search")],
+    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+) -> None:
+    """Done / running / failed trials of a search and its best trials so far."""
+    from prunetune.search import search_status
+
+    _print_outcome(search_status(name, storage), final=False)
+
+
+def _print_outcome(outcome, final: bool = True) -> None:
+    summary = outcome.summary
+    out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
+              f"step, {summary.no_feasible_step} without), {summary.failed} failed, {summary.running} running",
+              highlight=False)
+    table = Table(title="best trials (Pareto front)" if len(summary.labels) > 1 else "best trial")
+    for column in ("trial", *summary.labels):
+        table.add_column(column, justify="right")
+    table.add_column("settings")
+    for trial in summary.best:
+        table.add_row(str(trial.number), *[f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}" for v in trial.values],
+                      ", ".join(f"{k}={v}" for k, v in trial.params.items()))
+    if summary.best:
+        out.print(table, width=max(out.width, 150))
+    for number, error in summary.errors.items():
+        out.print(f"trial {number} failed: {error.strip().splitlines()[-1] if error.strip() else 'no message'}",
+                  highlight=False, markup=False)
+    out.print(f"home: {outcome.home}", highlight=False)
+    if final and outcome.interrupted:
+        out.print(f"interrupted: continue with `prunetune resume {outcome.name}`", highlight=False)
+        raise typer.Exit(130)
+
+
 @app.command("config")
 @user_facing
 def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Validate a config and print it resolved, with every default filled in."""
-    from prunetune.config import load_config
+    """Validate a config (search space included) and print it resolved, every default filled in."""
+    from prunetune.spaces import load_search
 
-    job = load_config(config, overrides or [])
+    job, _ = load_search(config, overrides or [])
     out.print(yaml.safe_dump(job.to_dict(), sort_keys=False), end="", highlight=False, markup=False)
 
 

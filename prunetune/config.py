@@ -196,6 +196,7 @@ class SearchConfig(Section):
         "accuracy_macs", description="accuracy_macs: two objectives (Pareto); the others: one"
     )
     max_concurrent_trials: int = Field(2, ge=1)
+    max_retries: int = Field(0, ge=0, description="times Ray re-runs a trial that raised before recording it failed")
     cpus_per_trial: float = Field(1.0, gt=0.0)
     gpus_per_trial: float = Field(0.0, ge=0.0, description="fractions share one GPU between trials")
     space: dict[str, Any] = Field(default_factory=dict, description="field path -> distribution")

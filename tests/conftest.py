@@ -24,3 +24,14 @@ def tiny_job(tmp_path):
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The one Ray instance of the test session (2 CPUs, no dashboard, a small object store)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, configure_logging=False,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -27,7 +27,7 @@ EVERY_SECTION = {
                  "kd_alpha": 0.55, "kd_temperature": 3.0, "variance_entropy_lambda": 0.01,
                  "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001},
     "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
-    "search": {"num_samples": 20, "sampler": "nsga2", "objectives": "min_macs", "max_concurrent_trials": 4,
+    "search": {"num_samples": 20, "sampler": "nsga2", "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
                "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}}},
     "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db"},
     "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},
@@ -102,7 +102,9 @@ def test_cross_field_rules_are_checked():
     with pytest.raises(ConfigError, match="targets must increase strictly"):
         load_config(None, ["pruning.schedule.targets=[0.2, 0.1]"])
     with pytest.raises(ConfigError, match="set max_accuracy_drop or min_accuracy, not both"):
-        load_config(None, ["stop.min_accuracy=0.8"])
+        load_config(None, ["stop.min_accuracy=0.8", "stop.max_accuracy_drop=0.02"])
+    alone = load_config(None, ["stop.min_accuracy=0.8"]).stop  # an absolute threshold replaces the default drop
+    assert alone.min_accuracy == 0.8 and alone.max_accuracy_drop is None
 
 
 def test_malformed_override_and_missing_file_are_config_errors(tmp_path):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunetune.errors import UserError
 from prunetune.pruning.compensation import compensate
 from prunetune.pruning.criteria import ScoringContext, channel_costs, get_criterion
 from prunetune.pruning.masks import NORMS, ChannelMasks
@@ -50,6 +51,11 @@ class Pruner:
         self.generator = torch.Generator().manual_seed(seed)
         self.masks = ChannelMasks()
         groups = self.groups()
+        if not groups:
+            raise UserError(f"pruning.scope: no prunable channels in scope {config.scope!r} for this model"
+                            + (" (it has no expand / bottleneck blocks; use scope: all)" if config.scope == "expand" else "")
+                            + (f" with include {list(config.include)} / exclude {list(config.exclude)}"
+                               if config.include or config.exclude else ""))
         self.original = {g.name: g.channels for g in groups}
         self.kept = {g.name: torch.arange(g.channels) for g in groups}
 

@@ -1,0 +1,183 @@
+"""The search driver: baseline once, then Ray Tune + Optuna over the pipeline; resume; status.
+
+A search named NAME has a *home* folder holding ``search.json`` (the job, the objective,
+the trial count), ``space.pkl`` (the search space) and, by default, the study's SQLite
+file. With a local ``storage.root`` the home is ``<root>/<NAME>``, which is also Ray's
+experiment folder; with a URI root (``s3://...``) Ray writes there and the home stays
+local under ``.prunetune/searches/<NAME>``.
+
+Ray runs with ``num_samples=-1``: the searcher (``StudySearch``) ends the search when
+the study holds the requested number of finished trials, so failed or interrupted trials
+are replaced and never counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from pyarrow import fs as pafs
+from ray import tune
+
+from prunetune.baseline import prepare_baseline
+from prunetune.config import JobConfig
+from prunetune.errors import UserError
+from prunetune.search.objectives import OBJECTIVES, make_sampler
+from prunetune.search.searcher import RAY_ID, StudySearch
+from prunetune.search.study import StudySummary, error_key, fail_stale_trials, open_study, study_storage, summarise
+from prunetune.search.trainable import FeasibilityStopper, baseline_files, trial
+
+SHARED_SECTIONS = ("data.", "model.", "baseline.", "search.", "storage.", "runtime.")
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    name: str
+    home: Path
+    summary: StudySummary
+    requested: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.summary.finished < self.requested
+
+
+def _is_uri(root: str) -> bool:
+    return "://" in root
+
+
+def search_home(root: str, name: str) -> Path:
+    return Path(".prunetune/searches", name) if _is_uri(root) else Path(root).resolve() / name
+
+
+def _experiment_path(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}" if _is_uri(root) else str(Path(root).resolve() / name)
+
+
+def _experiment_exists(root: str, name: str) -> bool:
+    filesystem, path = pafs.FileSystem.from_uri(_experiment_path(root, name)) if _is_uri(root) else (
+        pafs.LocalFileSystem(), _experiment_path(root, name))
+    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
+class _ErrorRecorder(tune.Callback):
+    """Writes a failed trial's error into the study, so the study says why it failed.
+
+    A study attribute ``trial_<number>_error``: the Optuna trial itself is already told
+    FAIL (and so frozen) when Ray calls back.
+    """
+
+    def __init__(self, study) -> None:
+        self.study = study
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        path = Path(trial.error_file) if trial.error_file else None
+        message = path.read_text() if path is not None and path.exists() else "trial raised (no message recorded)"
+        for frozen in self.study.get_trials(deepcopy=False):
+            if frozen.user_attrs.get(RAY_ID) == trial.trial_id:
+                self.study.set_user_attr(error_key(frozen.number), message[-2000:])
+
+
+def _check_space(space) -> None:
+    shared = [name for name in space.names() if name.startswith(SHARED_SECTIONS)]
+    if shared:
+        raise UserError(f"search space: {', '.join(shared)} cannot be searched: data, model and baseline settings "
+                        "decide the baseline every trial shares; search pruning, recovery and stop fields")
+
+
+def _init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    try:
+        # "local" starts a private Ray: without it ray.init() silently joins any cluster
+        # `ray start` left running on this machine. --address joins one on purpose.
+        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
+    except ConnectionError as error:
+        raise UserError(f"--address {address}: cannot join the Ray cluster ({error}); "
+                        "start one with `ray start --head`") from None
+
+
+def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes]):
+    objective = OBJECTIVES[config.search.objectives]
+    sampler = make_sampler(config.search.sampler, config.seed, len(objective.metrics) > 1)
+    storage = study_storage(config.storage.study_url, home)
+    study = open_study(storage, name, objective, sampler)
+    searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
+                           sampler=sampler, study_name=name, storage=storage, total=num_samples,
+                           max_concurrent=config.search.max_concurrent_trials)
+    trainable = tune.with_resources(
+        tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=files),
+        {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
+    return study, searcher, trainable
+
+
+def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
+               address: str | None = None, verbose: int = 1) -> SearchOutcome:
+    """Start a new search; refuses a name that already has one (use ``resume_search``)."""
+    _check_space(space)
+    name = name or config.name
+    root = config.storage.root if _is_uri(config.storage.root) else str(Path(config.storage.root).resolve())
+    config = config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})})
+    home = search_home(root, name)
+    if (home / "search.json").exists() or _experiment_exists(root, name):
+        raise UserError(f"a search named {name!r} already exists under {root}; resume it with "
+                        f"`prunetune resume {name}` or choose another --name")
+    num_samples = num_samples or config.search.num_samples
+    baseline = prepare_baseline(config)  # once, on the driver
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "space.pkl").write_bytes(pickle.dumps(space))
+    (home / "search.json").write_text(json.dumps({"name": name, "job": config.to_dict(), "num_samples": num_samples,
+                                                  "baseline": str(baseline.directory)}, indent=2))
+    _init_ray(address)
+    study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
+                                              baseline_files(baseline.directory))
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1),
+        run_config=tune.RunConfig(name=name, storage_path=root, stop=FeasibilityStopper(), verbose=verbose,
+                                  failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
+                                  callbacks=[_ErrorRecorder(study)]),
+    )
+    tuner.fit()
+    return SearchOutcome(name, home, summarise(study), num_samples)
+
+
+def _load(name: str, root: str) -> tuple[JobConfig, object, dict, Path]:
+    home = search_home(root, name)
+    if not (home / "search.json").exists():
+        raise UserError(f"no search named {name!r} under {root} (looked for {home / 'search.json'})")
+    meta = json.loads((home / "search.json").read_text())
+    return JobConfig.from_dict(meta["job"]), pickle.loads((home / "space.pkl").read_bytes()), meta, home
+
+
+def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
+                  verbose: int = 1) -> SearchOutcome:
+    """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored."""
+    root = root if _is_uri(root) else str(Path(root).resolve())
+    config, space, meta, home = _load(name, root)
+    objective = OBJECTIVES[config.search.objectives]
+    study = open_study(study_storage(config.storage.study_url, home), name, objective)
+    fail_stale_trials(study)
+    # Ray re-runs errored trials only when asked; the searcher must expect them so the
+    # total stays exact (it learns the count from the study when Ray restores it).
+    errored = [t for t in study.get_trials(deepcopy=False)
+               if t.state.name == "FAIL" and not t.user_attrs.get("stale")] if resume_errored else []
+    study.set_user_attr("expected_resumes", len(errored))
+    _init_ray(address)
+    files = {p.name: p.read_bytes() for p in Path(meta["baseline"]).iterdir() if p.is_file()} \
+        if Path(meta["baseline"]).exists() else {}
+    _, _, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
+    tuner = tune.Tuner.restore(_experiment_path(root, name), trainable, resume_unfinished=False,
+                               resume_errored=resume_errored)
+    tuner.fit()
+    return SearchOutcome(name, home, summarise(study), meta["num_samples"])
+
+
+def search_status(name: str, root: str = "runs") -> SearchOutcome:
+    root = root if _is_uri(root) else str(Path(root).resolve())
+    config, _, meta, home = _load(name, root)
+    study = open_study(study_storage(config.storage.study_url, home), name, OBJECTIVES[config.search.objectives])
+    return SearchOutcome(name, home, summarise(study), meta["num_samples"])

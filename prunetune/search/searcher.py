@@ -1,0 +1,95 @@
+"""OptunaSearch whose study, not a pickle, is the record of which trial is which.
+
+Ray's OptunaSearch keeps Ray trial id -> Optuna trial in memory and pickles it with the
+experiment. After a hard kill that pickle can be older than the study, and the study
+keeps trials stuck RUNNING. Here every Optuna trial carries its Ray trial id as a user
+attribute, lookups go to the study, and the searcher itself decides when the search is
+done: it stops suggesting once the study holds ``total`` finished trials (COMPLETE, or
+PRUNED for "no feasible step") plus those in flight. Failed and stale trials do not
+count, so the search ends with exactly ``total`` finished trials, each counted once.
+
+Concurrency is limited here too, not with TuneConfig's ``max_concurrent_trials``: that
+wraps the searcher in a ConcurrencyLimiter whose pickled set of live trials survives a
+killed driver, and a resumed search would then wait for trials that no longer exist.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+from ray.tune.utils.util import unflatten_dict
+
+RAY_ID = "ray_trial_id"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StudySearch(OptunaSearch):
+    def __init__(self, *args: Any, total: int, max_concurrent: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.total, self.max_concurrent = total, max_concurrent
+        self._live: set[str] = set()
+        self.expected_resumes = 0  # errored trials Ray re-runs on a resume, not suggested here
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        # The pickle's in-flight set belongs to a driver that is gone: its trials are
+        # failed (stale) in the study, and only the errored ones Ray re-runs come back.
+        self._live = set()
+        self.expected_resumes = int(self._ot_study.user_attrs.get("expected_resumes", 0))
+
+    def finished_count(self) -> int:
+        return len(self._ot_study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+    def failed_count(self) -> int:
+        return sum(not t.user_attrs.get("stale") for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+
+    def suggest(self, trial_id: str) -> dict | None:
+        done = self.finished_count()
+        # Three failures per requested trial means the space or the job is broken:
+        # replacing failures for ever would never end.
+        if done >= self.total or self.failed_count() >= 3 * self.total:
+            return Searcher.FINISHED
+        if done + len(self._live) + self.expected_resumes >= self.total:
+            return None  # enough in flight; ask again when one ends (a failure needs a replacement)
+        if len(self._live) >= self.max_concurrent:
+            return None
+        ot_trial = self._ot_study.ask()
+        ot_trial.set_user_attr(RAY_ID, trial_id)
+        params = self._suggest_from_define_by_run_func(self._space, ot_trial)
+        self._ot_trials[trial_id] = ot_trial
+        self._live.add(trial_id)
+        return unflatten_dict(params)
+
+    def _find(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
+        matches = [t for t in self._ot_study.get_trials(deepcopy=False) if t.user_attrs.get(RAY_ID) == trial_id]
+        return matches[-1] if matches else None
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        return None  # no intermediate values: multi-objective studies cannot take them
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._live:
+            self._live.discard(trial_id)
+        elif self.expected_resumes:
+            self.expected_resumes -= 1
+        frozen = self._find(trial_id)
+        if frozen is None:
+            return
+        values = None
+        if result and not error:
+            values = [result.get(metric) for metric in self._metric]
+            if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+                values = None
+        state = TrialState.FAIL if error else (TrialState.COMPLETE if values is not None else TrialState.PRUNED)
+        if frozen.state == TrialState.RUNNING:
+            self._ot_study.tell(frozen.number, values if state == TrialState.COMPLETE else None, state=state)
+        elif frozen.state == TrialState.FAIL and state != TrialState.FAIL:
+            # A failed trial resumed by Ray and now finished: a new record, the old stays failed.
+            self._ot_study.add_trial(optuna.trial.create_trial(
+                params=frozen.params, distributions=frozen.distributions, values=values, state=state,
+                user_attrs={**frozen.user_attrs, "resumed_from": frozen.number}))

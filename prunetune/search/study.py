@@ -1,0 +1,69 @@
+"""The Optuna study of a search: where it lives, stale-trial repair, and a summary.
+
+The study lives in an RDB storage: by default a SQLite file in the search's home
+folder, or any SQLAlchemy URL (``storage.study_url``). OptunaSearch needs an
+``RDBStorage`` object, not a URL string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from prunetune.search.objectives import Objective
+
+
+def study_storage(url: str | None, home: Path) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(url or f"sqlite:///{(home / 'study.db').resolve()}")
+
+
+def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Objective,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    directions = ["maximize" if mode == "max" else "minimize" for mode in objective.modes]
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler,
+                                load_if_exists=True)
+    study.set_metric_names(list(objective.labels))
+    return study
+
+
+def error_key(number: int) -> str:
+    return f"trial_{number}_error"
+
+
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Mark trials left RUNNING by a driver that died as FAIL; they never count as finished."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    return len(stale)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    complete: int
+    no_feasible_step: int
+    failed: int
+    running: int
+    best: list[optuna.trial.FrozenTrial]
+    labels: list[str]
+    errors: dict[int, str]
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.no_feasible_step
+
+
+def summarise(study: optuna.Study) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    best = study.best_trials if count[TrialState.COMPLETE] else []
+    labels = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    return StudySummary(count[TrialState.COMPLETE], count[TrialState.PRUNED], count[TrialState.FAIL],
+                        count[TrialState.RUNNING], sorted(best, key=lambda t: t.values[-1]), labels,
+                        {t.number: study.user_attrs.get(error_key(t.number), "stale: its driver died")
+                         if t.user_attrs.get("stale") else study.user_attrs.get(error_key(t.number), "")
+                         for t in trials if t.state == TrialState.FAIL})

@@ -1,0 +1,64 @@
+"""The function every Ray Tune trial runs: one pipeline run, one ``tune.report`` per step.
+
+The baseline is never trained here. The driver trains or loads it once and passes its
+files through the object store (``tune.with_parameters``); a trial uses the driver's
+baseline folder when it can see it (same machine or a shared filesystem) and otherwise
+writes the files into a node-local cache first, where ``prepare_baseline`` finds them
+by their config hash.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ray import tune
+
+from prunetune.baseline import baseline_dir
+from prunetune.config import JobConfig
+from prunetune.pipeline import run
+from prunetune.search.objectives import objective_metrics
+
+
+def baseline_files(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file()}
+
+
+def _with_local_baseline(config: JobConfig, files: dict[str, bytes]) -> JobConfig:
+    if (baseline_dir(config) / "baseline.json").exists():
+        return config
+    local = config.model_copy(update={"storage": config.storage.model_copy(
+        update={"root": str(Path(tempfile.gettempdir()) / "prunetune-baselines")})})
+    target = baseline_dir(local)
+    target.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if not (target / name).exists():
+            (target / name).write_bytes(content)
+    return local
+
+
+def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None:
+    config = _with_local_baseline(space.apply(JobConfig.from_dict(job), params), baseline)
+    directory = Path(tune.get_context().get_trial_dir()) / "pipeline"
+
+    def report(row: dict) -> None:
+        metrics = {**row, **objective_metrics(row)}
+        if not row["is_best"]:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as staging:
+            shutil.copy2(directory / "best.pt", Path(staging) / "best.pt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
+
+    run(config, report=report, directory=directory)
+
+
+class FeasibilityStopper(tune.Stopper):
+    """Ends a trial at the first step below the accuracy threshold (the pipeline stops there too)."""
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return result.get("feasible") is False
+
+    def stop_all(self) -> bool:
+        return False

@@ -1,0 +1,95 @@
+"""Searches driven through the CLI in subprocesses: interrupted, killed, resumed, on a cluster."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+PRUNETUNE = [sys.executable, "-m", "prunetune.cli"]
+
+
+def _finished(db: Path) -> list[tuple]:
+    """(number, state, ray id) of the study's trials, read straight from its SQLite file."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as connection:
+        try:
+            return connection.execute(
+                "SELECT t.number, t.state, a.value_json FROM trials t LEFT JOIN trial_user_attributes a "
+                "ON a.trial_id = t.trial_id AND a.key = 'ray_trial_id' ORDER BY t.number").fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def _wait_for_complete(db: Path, process, count: int, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(state in ("COMPLETE", "PRUNED") for _, state, _ in _finished(db)) >= count:
+            return
+        assert process.poll() is None, process.communicate()[0][-3000:]
+        time.sleep(1)
+    pytest.fail("no trial finished in time")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_job, tmp_path, how):
+    config = search_job("res", trials=4)
+    root = tmp_path / "runs"
+    db = root / "res" / "study.db"
+    search = subprocess.Popen([*PRUNETUNE, "search", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True)
+    try:
+        _wait_for_complete(db, search, 1)
+        before = {number: state for number, state, _ in _finished(db) if state in ("COMPLETE", "PRUNED")}
+        os.killpg(search.pid, how) if how == signal.SIGKILL else search.send_signal(how)
+        search.communicate(timeout=120)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+    resumed = subprocess.run([*PRUNETUNE, "resume", "res", "--storage", str(root)], capture_output=True, text=True,
+                             timeout=480)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials = _finished(db)
+    finished = [(n, ray_id) for n, state, ray_id in trials if state in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 4
+    assert len({ray_id for _, ray_id in finished}) == 4  # no trial counted twice
+    assert all(dict((n, s) for n, s, _ in trials)[n] == state for n, state in before.items())  # earlier results kept
+    assert not [n for n, state, _ in trials if state == "RUNNING"]
+    assert "4/4 finished" in resumed.stdout
+
+
+def _stop_cluster(temp_dir: str) -> None:
+    """Kill only this cluster's processes: `ray stop` would also kill the test session's Ray."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        if any(temp_dir in part for part in process.info["cmdline"] or ()):
+            process.kill()
+
+
+def test_a_search_runs_on_a_two_node_ray_cluster_started_with_rays_cli(search_job, tmp_path):
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = "6391"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    temp_dir = f"/tmp/rc{os.getpid()}"
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray_cli, "start", "--head", f"--port={port}", "--include-dashboard=false",
+                        f"--temp-dir={temp_dir}", "--object-store-memory=150000000", *common],
+                       check=True, capture_output=True, env=env)
+        subprocess.run([ray_cli, "start", f"--address=127.0.0.1:{port}", "--object-store-memory=150000000", *common],
+                       check=True, capture_output=True, env=env)
+        config = search_job("cluster", trials=2)
+        done = subprocess.run([*PRUNETUNE, "search", str(config), "--address", f"127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=480, env=env)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "2/2 finished" in done.stdout
+        trial_dirs = list((tmp_path / "runs" / "cluster").glob("trial_*/pipeline/rows.parquet"))
+        assert len(trial_dirs) >= 2
+    finally:
+        _stop_cluster(temp_dir)

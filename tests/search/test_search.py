@@ -1,0 +1,63 @@
+"""End-to-end searches in the test session's Ray (tiny models, a few trials each)."""
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from prunetune.errors import UserError
+from prunetune.search import run_search, search_status
+from prunetune.search.study import open_study, study_storage
+from prunetune.search.objectives import OBJECTIVES
+from prunetune.spaces import load_search
+
+
+def _study(outcome, job):
+    return open_study(study_storage(job.storage.study_url, outcome.home), outcome.name, OBJECTIVES[job.search.objectives])
+
+
+def _rows(outcome, ray_trial_id):
+    (path,) = outcome.home.glob(f"*{ray_trial_id}*/pipeline/rows.parquet")
+    return pd.read_parquet(path)
+
+
+def test_multi_objective_search_keeps_infeasible_trials_off_the_front(ray_session, search_job):
+    job, space = load_search(search_job("mo", trials=4, min_accuracy="{choice: [0.0, 1.0]}"), [])
+    outcome = run_search(job, space, verbose=0)
+    study = _study(outcome, job)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert study.metric_names == ["accuracy", "macs"]
+    trials = study.get_trials()
+    assert outcome.summary.finished == 4 and len([t for t in trials if t.state != TrialState.FAIL]) == 4
+    impossible = [t for t in trials if t.params["stop.min_accuracy"] == 1.0]
+    assert impossible and all(t.state == TrialState.PRUNED for t in impossible)  # no feasible step, no values
+    assert study.best_trials
+    for best in study.best_trials:
+        assert best.params["stop.min_accuracy"] == 0.0
+        rows = _rows(outcome, best.user_attrs["ray_trial_id"])
+        feasible = rows[rows["feasible"]]
+        assert ((feasible["accuracy"] == best.values[0]) & (feasible["macs"] == best.values[1])).any()
+    assert search_status(outcome.name, job.storage.root).summary.finished == 4
+
+
+def test_trials_that_raise_are_recorded_and_the_search_goes_on(ray_session, search_job):
+    # tiny_cnn has no expand blocks: a trial drawing scope "expand" raises (a bad combination).
+    job, space = load_search(search_job("fail", trials=3), ["pruning.scope={choice: [all, expand]}"])
+    outcome = run_search(job, space, verbose=0)
+    study = _study(outcome, job)
+    failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert outcome.summary.finished == 3
+    assert failed and all(t.params["pruning.scope"] == "expand" for t in failed)
+    assert all("no prunable channels in scope 'expand'" in outcome.summary.errors[t.number] for t in failed)
+
+
+def test_a_second_search_with_the_same_name_is_refused(ray_session, search_job):
+    job, space = load_search(search_job("dup", trials=1), [])
+    run_search(job, space, verbose=0)
+    with pytest.raises(UserError, match="already exists.*prunetune resume dup"):
+        run_search(job, space, verbose=0)
+
+
+def test_searching_a_baseline_setting_is_refused_before_ray_starts(search_job):
+    job, space = load_search(search_job("shared"), ["baseline.epochs={choice: [1, 2]}"])
+    with pytest.raises(UserError, match="baseline.epochs cannot be searched"):
+        run_search(job, space, verbose=0)
