@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# A small multi-objective search on the embedded default; each call is a new search.
 demo: $(STAMP)
-	$(BIN)/prunetune baseline examples/digits_baseline.yaml
+	$(BIN)/prunetune search examples/digits_search.yaml --name demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -29,6 +29,11 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Hardtanh, n
                nn.PReLU, nn.Sigmoid, nn.Tanh, nn.Hardsigmoid)
 
 
+# Layers whose outputs carry channels in the last dim, whatever the rank (ConvNeXt's
+# Linear layers run on NHWC maps, ViT's on tokens).
+LAST_DIM_CHANNELS = (nn.Linear, nn.LayerNorm)
+
+
 @dataclass(frozen=True)
 class ChannelStats:
     mean: torch.Tensor
@@ -69,8 +74,9 @@ class _Moments:
     def __init__(self) -> None:
         self.count, self.total, self.squares = 0, 0.0, 0.0
 
-    def add(self, values: torch.Tensor) -> None:
-        channel_dim = 1 if values.ndim == 4 else values.ndim - 1
+    def add(self, values: torch.Tensor, channels_last: bool = False) -> None:
+        """``channels_last``: the output of a Linear / LayerNorm (NHWC maps, tokens), else NCHW."""
+        channel_dim = values.ndim - 1 if channels_last or values.ndim != 4 else 1
         flat = values.detach().movedim(channel_dim, -1).reshape(-1, values.shape[channel_dim]).double()
         self.count += flat.shape[0]
         self.total = self.total + flat.sum(0)
@@ -107,7 +113,10 @@ def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Te
         position = order.index(producer)
         hooked, activation = producer, None
         following = order[position + 1 : position + 3]
-        if following and isinstance(following[0], nn.modules.batchnorm._BatchNorm):
+        width = getattr(producer, "out_channels", getattr(producer, "out_features", None))
+        # Only the BN that normalises this output: in pre-activation nets (DenseNet) the
+        # next BN belongs to the next layer and sees a concatenation.
+        if following and isinstance(following[0], nn.modules.batchnorm._BatchNorm) and following[0].num_features == width:
             hooked, following = following[0], following[1:]
         if following and isinstance(following[0], ACTIVATIONS):
             activation = following[0]
@@ -132,13 +141,14 @@ def collect_calibration(model: nn.Module, loader: Iterable, runtime: Runtime, ma
     def stats_hook(name: str, activation: nn.Module | None):
         def hook(module, inputs, output):
             values = output.detach().float()
-            moments[name].add(activation(values.clone()) if activation is not None else values)
+            moments[name].add(activation(values.clone()) if activation is not None else values,
+                              isinstance(module, LAST_DIM_CHANNELS))
         return hook
 
     def mean_hook(name: str):
         def hook(module, inputs):
             x = inputs[0].detach().float()
-            flat = x if x.ndim == 4 else x.reshape(-1, x.shape[-1])
+            flat = x if x.ndim == 4 and not isinstance(module, LAST_DIM_CHANNELS) else x.reshape(-1, x.shape[-1])
             entry = sums.setdefault(name, [0, 0.0])
             entry[0] += flat.shape[0]
             entry[1] = entry[1] + flat.sum(0).double()
@@ -177,7 +187,8 @@ def collect_point_stats(model: nn.Module, points: dict[str, tuple[nn.Module, nn.
     def hook_for(name: str, activation: nn.Module | None):
         def hook(module, inputs, output):
             values = output.detach().float()
-            moments[name].add(activation(values.clone()) if activation is not None else values)
+            moments[name].add(activation(values.clone()) if activation is not None else values,
+                              isinstance(module, LAST_DIM_CHANNELS))
         return hook
 
     handles = [module.register_forward_hook(hook_for(name, activation))
