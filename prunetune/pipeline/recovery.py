@@ -84,10 +84,12 @@ def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtim
     total, warmup = epochs * per_epoch, recovery.warmup_epochs * per_epoch
     best_state = _snapshot(model)
     since_best = 0
+    # Compiled per step: every cut changes shapes, so a graph never outlives its step.
+    trainee = torch.compile(model) if runtime.compile else model
     for epoch in range(1, epochs + 1):
         offset = (epoch - 1) * per_epoch
         started = time.perf_counter()
-        trained = train_epoch(model, train_loader, optimizer, loss_fn, runtime,
+        trained = train_epoch(trainee, train_loader, optimizer, loss_fn, runtime,
                               lambda i: lr_at(offset + i, total, lr, recovery.lr_schedule, warmup), after_step)
         if not math.isfinite(trained.loss):
             raise RunError(f"recovery diverged: training loss is {trained.loss} in epoch {epoch} at target sparsity "
