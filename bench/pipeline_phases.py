@@ -27,7 +27,7 @@ from prunetune.pipeline.recovery import make_loss
 from prunetune.training import make_optimizer, train_epoch
 
 DEFAULT_OVERRIDES = ["pruning.schedule.targets=[0.2,0.4,0.6]", "recovery.epochs=2", "recovery.patience=null",
-                     "stop.min_accuracy=0.0"]
+                     "stop.max_accuracy_drop=1.0"]
 
 
 def _sync(device: torch.device) -> None:

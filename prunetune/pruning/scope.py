@@ -57,6 +57,19 @@ class PrunableGroup:
     def root(self) -> nn.Module:
         return self.group[0].dep.target.module
 
+    @property
+    def channel_groups(self) -> int:
+        """G when a grouped conv (not depthwise) or GroupNorm splits the channels into G blocks.
+
+        TP's cut of such a layer assumes every block loses the same in-block positions
+        (ConvPruner keeps the first 1/G of the kept input indices), as its own MetaPruner
+        ensures; the selection must then remove whole positions across blocks.
+        """
+        counts = [m.groups for _, m, _ in self.members
+                  if isinstance(m, nn.Conv2d) and m.groups > 1 and not _is_depthwise(m)]
+        counts += [m.num_groups for _, m, _ in self.members if isinstance(m, nn.GroupNorm)]
+        return max(counts, default=1)
+
 
 def _is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels

@@ -10,6 +10,9 @@ globally by their (per-group normalised) scores, lowest first, subject to a per-
 floor: a group keeps at least ``max(1, ceil((1 - max_layer_ratio) * original))``
 channels, so no layer is ever emptied. With ``round_to`` every group keeps a multiple of
 ``round_to`` channels; the target is then met to the nearest unit of ``round_to``.
+A group split into G blocks by a grouped conv or GroupNorm loses one in-block position
+in all G blocks at once (ranked by its mean score over the blocks, as Torch-Pruning's
+MetaPruner does), so its cut moves in steps of G channels, and keeps two positions per block.
 """
 
 from __future__ import annotations
@@ -66,14 +69,21 @@ def select_channels(
     wanted = target_removed - removed_before
     units = []  # (mean score, group name, channel indices) of each removable unit
     for group in groups:
-        order = torch.argsort(scores[group.name].double().cpu(), stable=True).tolist()
-        values = scores[group.name].double().cpu()
-        capacity = group.channels - _floor(original[group.name], group.channels, max_layer_ratio, round_to)
-        sizes = _unit_sizes(group.channels, capacity, round_to)
+        blocks = group.channel_groups
+        positions = group.channels // blocks
+        values = scores[group.name].double().cpu().view(blocks, positions).mean(0)
+        order = torch.argsort(values, stable=True).tolist()
+        capacity = (group.channels - _floor(original[group.name], group.channels, max_layer_ratio, round_to)) // blocks
+        if blocks > 1:
+            # One position per block would make the grouped conv depthwise (groups == channels):
+            # TP then couples its input to its output and the group merges with its neighbour.
+            capacity = min(capacity, positions - 2)
+        sizes = _unit_sizes(positions, capacity, round_to)
         start = 0
         for size in sizes:
             chunk = order[start : start + size]
-            units.append((values[chunk].mean().item(), group.name, chunk))
+            channels = [position + block * positions for block in range(blocks) for position in chunk]
+            units.append((values[chunk].mean().item(), group.name, channels))
             start += size
     # Units of one group come out in ascending score order, so a stable global sort by
     # mean score never takes a group's later unit before its earlier one.
@@ -83,7 +93,7 @@ def select_channels(
     for _, name, chunk in units:
         if taken >= wanted:
             break
-        if round_to and abs(wanted - (taken + len(chunk))) > abs(wanted - taken):
+        if abs(wanted - (taken + len(chunk))) > abs(wanted - taken):
             continue  # this unit would overshoot more than stopping here undershoots
         remove.setdefault(name, []).extend(chunk)
         taken += len(chunk)

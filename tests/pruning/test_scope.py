@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from prunetune.models.zoo import tiny_resnet
 from prunetune.pruning.criteria import ScoringContext, get_criterion
@@ -96,3 +97,48 @@ def test_max_layer_ratio_caps_each_group(tiny):
     scores = {g.name: torch.rand(g.channels) for g in groups}
     selection = select_channels(groups, scores, 0.9, original, max_layer_ratio=0.5)
     assert all(len(v) <= 0.5 * original[k] for k, v in selection.remove.items())
+
+
+class _TokenMLP(nn.Module):
+    """A conv stem, then pre-norm MLP blocks on (N, tokens, C), as ViT / Swin / ConvNeXt apply Linear."""
+
+    def __init__(self, width=8, hidden=32, depth=2):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 4, 4)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden), nn.GELU(),
+                                                  nn.Linear(hidden, width)) for _ in range(depth))
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x).flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            x = x + block(x)
+        return self.head(x.mean(1))
+
+
+def test_expand_scope_takes_the_hidden_dim_of_linear_blocks_on_token_input():
+    _, groups = _scope(_TokenMLP(), 16)
+    assert sorted(g.name for g in groups) == ["blocks.0.1", "blocks.1.1"]
+
+
+def test_grouped_conv_loses_the_same_positions_in_every_block():
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2),
+                          nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    graph, groups = _scope(model, 8, "all")
+    group = next(g for g in groups if g.name == "0")
+    assert group.channel_groups == 2
+    # Channel-wise the two lowest are 0 and 5 (a cut TP cannot make); position 1 has the lowest mean.
+    scores = {g.name: torch.tensor([0.0, 2, 5, 5, 9, 1, 5, 5]) if g is group else torch.full((g.channels,), 9.0)
+              for g in groups}
+    selection = select_channels(groups, scores, 0.125, {g.name: g.channels for g in groups})
+    assert selection.remove == {"0": [1, 5]}  # position 1 of both blocks of 4
+    remove_channels(graph, groups, selection)
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 4, 6, 6)
+
+
+def test_grouped_conv_keeps_two_positions_per_block_so_it_never_turns_depthwise():
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    graph, groups = _scope(model, 8, "all")
+    scores = {g.name: torch.rand(g.channels) for g in groups}
+    selection = select_channels(groups, scores, 0.9, {g.name: g.channels for g in groups}, max_layer_ratio=1.0)
+    assert {name: len(idxs) for name, idxs in selection.remove.items()} == {"0": 4, "2": 4}  # 2 of 4 per block
