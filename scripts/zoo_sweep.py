@@ -23,11 +23,13 @@ import gc
 import importlib.metadata
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -153,8 +155,15 @@ def run_case(model: nn.Module, case: Case, workdir: Path) -> Outcome:
 
 
 def describe(error: BaseException) -> str:
+    """Type, first line of the message, and the innermost frame: names the library at fault."""
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0][:160] if lines else ''}".rstrip(": ")
+    text = f"{type(error).__name__}: {lines[0][:160] if lines else ''}".rstrip(": ")
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return text
+    where = Path(frames[-1].filename)
+    short = "/".join(where.parts[-3:]) if "site-packages" in where.parts else where.name
+    return f"{text} (at {short}:{frames[-1].lineno} in {frames[-1].name})"
 
 
 def _random_batches(case: Case) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -272,7 +281,8 @@ def write_report(outcomes: list[Outcome], path: Path, command: str, args: argpar
         "",
         f"Produced by `{command}` on {datetime.date.today().isoformat()} "
         f"at revision {_revision()} ({versions()}; CPU, fp32; cases took {hours:.2f} h in all, builds not counted)"
-        + (f", resumed from {args.jsonl} (outcomes of earlier runs of this script)." if args.resume else "."),
+        + (f", resumed from {args.jsonl} (outcomes of earlier runs of this script)." if args.resume else ".")
+        + (f" {args.note}" if args.note else ""),
         "Not a CI test; `tests/pruning/test_zoo_handful.py` runs the same case function on a handful of models.",
         "",
         f"Each case builds the model with random weights and {args.num_classes} classes, prunes it one-shot to "
@@ -282,8 +292,9 @@ def write_report(outcomes: list[Outcome], path: Path, command: str, args: argpar
         f"{CALIBRATION_BATCHES} random batches of {CALIBRATION_BATCH_SIZE}; mac_aware wraps l1 with "
         f"beta {MAC_AWARE.beta} (costly channels first). Input size {args.size} unless the model rejects it "
         f"(then the first of {', '.join(map(str, LARGER_SIZES))} that runs; ViTs are built for the size "
-        "rounded up to their patch). MACs / params columns are after / before. A case is stopped past "
-        f"{args.case_timeout} s or {args.memory_cap} GiB resident memory.",
+        "rounded up to their patch). MACs / params columns are after / before. A case is stopped past a time or resident-memory "
+        "limit (`--case-timeout`, `--memory-cap`; the reason names the limit); when the stop falls in the "
+        "graph step, which every scope and criterion shares, the model's other cases are not rerun.",
         "",
         "## Summary",
         "",
@@ -291,6 +302,11 @@ def write_report(outcomes: list[Outcome], path: Path, command: str, args: argpar
         "| --- | --- |",
         *(f"| {status} | {counts[status]} |" for status in (OK, NO_CHANNELS, FAIL)),
         f"| total | {len(outcomes)} |",
+        "",
+        "| ok / cases | " + " | ".join(CRITERIA) + " |",
+        "| --- |" + " --- |" * len(CRITERIA),
+        *(f"| {scope} | " + " | ".join(_ok_share(outcomes, scope, criterion) for criterion in CRITERIA) + " |"
+          for scope in SCOPES),
         "",
         *_failure_digest(outcomes),
         "## All cases",
@@ -302,6 +318,11 @@ def write_report(outcomes: list[Outcome], path: Path, command: str, args: argpar
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
+
+
+def _ok_share(outcomes: list[Outcome], scope: str, criterion: str) -> str:
+    cases = [o for o in outcomes if (o.case.scope, o.case.criterion) == (scope, criterion)]
+    return f"{sum(o.status == OK for o in cases)} / {len(cases)}"
 
 
 def _revision() -> str:
@@ -357,6 +378,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="skip cases already in --jsonl")
     parser.add_argument("--shard", default="1/1", help="K/N: run every N-th model from the K-th (parallel runs)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--note", help="a sentence for the report's header (how the runs were split, say)")
     return parser.parse_args(argv)
 
 
@@ -374,7 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     names = names[shard - 1 :: shards]
     outcomes = _read_jsonl(args.jsonl) if args.resume and args.jsonl.is_file() else []
     done = {(o.case.model, o.case.scope, o.case.criterion) for o in outcomes}
-    command = "python scripts/zoo_sweep.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    shown = list(sys.argv[1:] if argv is None else argv)
+    if args.note:  # the header prints the note as a sentence of its own
+        del shown[shown.index("--note") : shown.index("--note") + 2]
+    command = "python scripts/zoo_sweep.py " + shlex.join(shown)
     with tempfile.TemporaryDirectory(prefix="zoo-sweep-") as workdir:
         for name in names:
             new = sweep_model(name, args, Path(workdir), done)

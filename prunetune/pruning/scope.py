@@ -25,6 +25,7 @@ group is named by its producers.
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -69,6 +70,17 @@ class PrunableGroup:
                   if isinstance(m, nn.Conv2d) and m.groups > 1 and not _is_depthwise(m)]
         counts += [m.num_groups for _, m, _ in self.members if isinstance(m, nn.GroupNorm)]
         return max(counts, default=1)
+
+    @property
+    def channel_step(self) -> int:
+        """The count this group's channels must stay a multiple of (1 when free).
+
+        nn.MultiheadAttention splits its embedding into ``num_heads`` equal heads and refuses
+        an embed_dim they do not divide, so a group holding one (ViT's residual stream) is
+        cut in multiples of its head count.
+        """
+        heads = [m.num_heads for _, m, _ in self.members if isinstance(m, nn.MultiheadAttention)]
+        return math.lcm(1, *heads)
 
 
 def _is_depthwise(module: nn.Module) -> bool:

@@ -9,7 +9,8 @@ Sparsity counts from the *original* channels in scope, as seed 001 does: a targe
 globally by their (per-group normalised) scores, lowest first, subject to a per-group
 floor: a group keeps at least ``max(1, ceil((1 - max_layer_ratio) * original))``
 channels, so no layer is ever emptied. With ``round_to`` every group keeps a multiple of
-``round_to`` channels; the target is then met to the nearest unit of ``round_to``.
+``round_to`` channels; the target is then met to the nearest unit of ``round_to``. A group
+holding multi-head attention also keeps a multiple of its head count (lcm with ``round_to``).
 A group split into G blocks by a grouped conv or GroupNorm loses one in-block position
 in all G blocks at once (ranked by its mean score over the blocks, as Torch-Pruning's
 MetaPruner does), so its cut moves in steps of G channels, and keeps two positions per block.
@@ -73,12 +74,14 @@ def select_channels(
         positions = group.channels // blocks
         values = scores[group.name].double().cpu().view(blocks, positions).mean(0)
         order = torch.argsort(values, stable=True).tolist()
-        capacity = (group.channels - _floor(original[group.name], group.channels, max_layer_ratio, round_to)) // blocks
+        step = math.lcm(round_to or 1, group.channel_step)
+        step = step if step > 1 else None
+        capacity = (group.channels - _floor(original[group.name], group.channels, max_layer_ratio, step)) // blocks
         if blocks > 1:
             # One position per block would make the grouped conv depthwise (groups == channels):
             # TP then couples its input to its output and the group merges with its neighbour.
             capacity = min(capacity, positions - 2)
-        sizes = _unit_sizes(positions, capacity, round_to)
+        sizes = _unit_sizes(positions, capacity, step)
         start = 0
         for size in sizes:
             chunk = order[start : start + size]

@@ -142,3 +142,18 @@ def test_grouped_conv_keeps_two_positions_per_block_so_it_never_turns_depthwise(
     scores = {g.name: torch.rand(g.channels) for g in groups}
     selection = select_channels(groups, scores, 0.9, {g.name: g.channels for g in groups}, max_layer_ratio=1.0)
     assert {name: len(idxs) for name, idxs in selection.remove.items()} == {"0": 4, "2": 4}  # 2 of 4 per block
+
+
+def test_vit_residual_stream_keeps_whole_heads_and_still_runs():
+    model = torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=2, num_heads=4,
+                                                 hidden_dim=64, mlp_dim=128, num_classes=10)
+    graph, groups = _scope(model, 32, "all")
+    stream = next(g for g in groups if g.name == "conv_proj")
+    assert stream.channel_step == 4
+    # The stream scores lowest, so a channel-wise pick would take 30 of its 64 channels.
+    scores = {g.name: torch.rand(g.channels) - (10.0 if g is stream else 0.0) for g in groups}
+    selection = select_channels(groups, scores, 0.3, {g.name: g.channels for g in groups})
+    assert len(selection.remove["conv_proj"]) % 4 == 0
+    remove_channels(graph, groups, selection)
+    assert model.hidden_dim == model.conv_proj.out_channels < 64
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
