@@ -32,7 +32,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from prunetune.errors import UserError
+from prunetune.errors import ModelError, UserError
 
 MERGE_OPS = ("Add", "Sub", "Cat", "Split", "View", "Reshape", "Unsafe")
 
@@ -99,8 +99,16 @@ def _handler_side(handler) -> str | None:
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Trace the model; restore its train/eval mode (TP 1.6.1 leaves it in eval)."""
     was_training = model.training
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
-    model.train(was_training)
+    try:
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+    except (ZeroDivisionError, TypeError, IndexError, KeyError, ValueError) as error:
+        # Torch-Pruning's tracer fails inside its index mappings on some layouts (channel
+        # shuffle in ShuffleNetV2, Swin's shifted windows; docs/zoo-sweep.md): name the model.
+        raise ModelError(f"Torch-Pruning cannot trace the channel dependencies of {type(model).__name__} "
+                         f"({type(error).__name__}: {error}); this architecture cannot be pruned structurally "
+                         "here (see docs/zoo-sweep.md for the models known to fail)") from None
+    finally:
+        model.train(was_training)
     return graph
 
 

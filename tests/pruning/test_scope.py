@@ -157,3 +157,12 @@ def test_vit_residual_stream_keeps_whole_heads_and_still_runs():
     remove_channels(graph, groups, selection)
     assert model.hidden_dim == model.conv_proj.out_channels < 64
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_model_torch_pruning_cannot_trace_gives_a_clear_error():
+    from prunetune.errors import ModelError
+
+    model = torchvision.models.shufflenet_v2_x0_5(num_classes=10).train()
+    with pytest.raises(ModelError, match="ShuffleNetV2.*cannot be pruned structurally"):
+        build_graph(model, torch.randn(1, 3, 64, 64))
+    assert model.training
