@@ -192,6 +192,8 @@ class StopConfig(Section):
 class SearchConfig(Section):
     num_samples: int = Field(8, ge=1, description="trials to complete")
     sampler: Literal["tpe", "nsga2", "gp", "random"] = Field("tpe", description="Optuna sampler")
+    sampler_seed: int | None = Field(None, description="seed of the sampler (default: seed); changing it "
+                                     "alone reruns a search without retraining the baseline")
     objectives: Literal["accuracy_macs", "min_macs", "max_accuracy"] = Field(
         "accuracy_macs", description="accuracy_macs: two objectives (Pareto); the others: one"
     )
@@ -199,12 +201,17 @@ class SearchConfig(Section):
     max_retries: int = Field(0, ge=0, description="times Ray re-runs a trial that raised before recording it failed")
     cpus_per_trial: float = Field(1.0, gt=0.0)
     gpus_per_trial: float = Field(0.0, ge=0.0, description="fractions share one GPU between trials")
+    reuse_actors: bool = Field(False, description="run later trials in the worker processes of finished ones "
+                               "(saves the worker start and imports; bench/trial_overhead.py)")
     space: dict[str, Any] = Field(default_factory=dict, description="field path -> distribution")
 
 
 class StorageConfig(Section):
     root: str = Field("runs", description="folder (or URI for searches) holding run directories")
     study_url: str | None = Field(None, description="SQLAlchemy URL of the Optuna study storage")
+    step_models: Literal["feasible", "best"] = Field(
+        "feasible", description="searches keep the model of every feasible step (any front point can be "
+        "exported) or only each trial's best step (less disk)")
 
 
 class RuntimeConfig(Section):

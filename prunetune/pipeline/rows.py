@@ -9,7 +9,7 @@ trial's outcome.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -43,6 +43,10 @@ class StepRow:
     best_macs: int | None = None
     best_mac_ratio: float = math.nan
     is_best: bool = False
+    baseline_accuracy: float = math.nan
+    baseline_macs: int | None = None
+    baseline_params: int | None = None
+    peak_memory_mb: float = math.nan  # CUDA: peak allocated during the step (NaN on CPU)
 
     @classmethod
     def make(cls, step: int, target: float, sparsity: float, masked: bool, complexity: Complexity, dense: Complexity,
@@ -72,6 +76,8 @@ class RunResult:
     rows: list[StepRow] = field(default_factory=list)
 
     def add(self, row: StepRow) -> StepRow:
+        row.baseline_accuracy, row.baseline_macs, row.baseline_params = (
+            self.baseline_accuracy, self.baseline_macs, self.baseline_params)
         previous = self.rows[-1] if self.rows else None
         if previous is not None:
             row.best_step, row.best_accuracy = previous.best_step, previous.best_accuracy
@@ -86,6 +92,10 @@ class RunResult:
     @property
     def best(self) -> StepRow | None:
         return next((r for r in self.rows if r.is_best and r.step == self.rows[-1].best_step), None)
+
+
+ROW_COLUMNS = (*(f.name for f in fields(StepRow) if f.name != "seconds"), *(f"seconds_{p}" for p in PHASES),
+               "seconds_total")
 
 
 def write_rows(path: Path, rows: list[StepRow]) -> None:

@@ -11,10 +11,10 @@ that fell below is still reported (``feasible`` False) and never becomes the bes
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -76,6 +76,14 @@ class PhaseClock:
         taken, self.seconds = self.seconds, {}
         return taken
 
+    def take_peak_memory(self) -> float:
+        """MiB of peak CUDA allocation since the last call (NaN off CUDA); resets the peak."""
+        if not self.cuda:
+            return math.nan
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        return peak
+
 
 def _scope_layers(pruner: Pruner) -> dict[str, torch.nn.Module]:
     return {name: module for g in pruner.groups() for name, module in g.producers}
@@ -101,8 +109,14 @@ def _targets(config: JobConfig, student, example, stats) -> list[float]:
 
 
 def run(config: JobConfig, report: ReportCallback | None = None, directory: str | Path | None = None,
-        on_epoch: Callable[[dict], None] | None = None, on_baseline: Callable[[dict], None] | None = None) -> RunResult:
-    """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step."""
+        on_epoch: Callable[[dict], None] | None = None, on_baseline: Callable[[dict], None] | None = None,
+        save_steps: bool = False) -> RunResult:
+    """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step.
+
+    The run folder gets ``best.pt`` (the best feasible step) and ``last.pt``; with
+    ``save_steps`` also ``step.pt``, the latest feasible step's model, written before that
+    step is reported (a search checkpoints it).
+    """
     directory = Path(directory) if directory is not None else run_directory(config)
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False)))
@@ -151,7 +165,7 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
                 scores = pruner.scores(stats, groups)
                 student.zero_grad(set_to_none=True)
             with clock.phase("pruning"):
-                outcome = pruner.step(target, scores=scores, consumer_means=means or None, mask=mask)
+                pruner.step(target, scores=scores, consumer_means=means or None, mask=mask)
             with clock.phase("repair"):
                 repair(pruning.repair, RepairContext(
                     student, runtime, recalibration, pruning.recalibration_samples, loaders.calibration, batches,
@@ -168,8 +182,11 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
                           if pruner.masks else measure(student, channels, size))
             row = result.add(StepRow.make(step, target, pruner.sparsity(), mask, complexity, dense, pre_accuracy,
                                           recovered, threshold, clock.take()))
+            row.peak_memory_mb = clock.take_peak_memory()
             if row.is_best:
                 _save(student, pruner, example, directory / "best.pt", row)
+            if save_steps and row.feasible:
+                _save(student, pruner, example, directory / "step.pt", row)
             write_rows(directory / "rows.parquet", result.rows)
             if report is not None:
                 report(row.to_dict())

@@ -1,10 +1,8 @@
 """The search driver: baseline once, then Ray Tune + Optuna over the pipeline; resume; status.
 
-A search named NAME has a *home* folder holding ``search.json`` (the job, the objective,
-the trial count), ``space.pkl`` (the search space) and, by default, the study's SQLite
-file. With a local ``storage.root`` the home is ``<root>/<NAME>``, which is also Ray's
-experiment folder; with a URI root (``s3://...``) Ray writes there and the home stays
-local under ``.prunetune/searches/<NAME>``.
+A search named NAME has a *home* folder (``search/home.py``) holding ``search.json`` (the
+job, the objective, the trial count), ``space.pkl`` (the search space), by default the
+study's SQLite file, and ``results.parquet`` (every trial's every step, ``results/``).
 
 Ray runs with ``num_samples=-1``: the searcher (``StudySearch``) ends the search when
 the study holds the requested number of finished trials, so failed or interrupted trials
@@ -19,15 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from pyarrow import fs as pafs
 from ray import tune
 
 from prunetune.baseline import prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.errors import UserError
 from prunetune.search.objectives import OBJECTIVES, make_sampler
-from prunetune.search.searcher import RAY_ID, StudySearch
-from prunetune.search.study import StudySummary, error_key, fail_stale_trials, open_study, study_storage, summarise
+from prunetune.search.home import absolute_root, experiment_exists, experiment_path, open_home, search_home
+from prunetune.search.recording import ErrorRecorder, ResultsRecorder
+from prunetune.search.searcher import StudySearch
+from prunetune.search.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
 from prunetune.search.trainable import FeasibilityStopper, baseline_files, trial
 
 SHARED_SECTIONS = ("data.", "model.", "baseline.", "search.", "storage.", "runtime.")
@@ -43,42 +42,6 @@ class SearchOutcome:
     @property
     def interrupted(self) -> bool:
         return self.summary.finished < self.requested
-
-
-def _is_uri(root: str) -> bool:
-    return "://" in root
-
-
-def search_home(root: str, name: str) -> Path:
-    return Path(".prunetune/searches", name) if _is_uri(root) else Path(root).resolve() / name
-
-
-def _experiment_path(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/{name}" if _is_uri(root) else str(Path(root).resolve() / name)
-
-
-def _experiment_exists(root: str, name: str) -> bool:
-    filesystem, path = pafs.FileSystem.from_uri(_experiment_path(root, name)) if _is_uri(root) else (
-        pafs.LocalFileSystem(), _experiment_path(root, name))
-    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
-
-
-class _ErrorRecorder(tune.Callback):
-    """Writes a failed trial's error into the study, so the study says why it failed.
-
-    A study attribute ``trial_<number>_error``: the Optuna trial itself is already told
-    FAIL (and so frozen) when Ray calls back.
-    """
-
-    def __init__(self, study) -> None:
-        self.study = study
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        path = Path(trial.error_file) if trial.error_file else None
-        message = path.read_text() if path is not None and path.exists() else "trial raised (no message recorded)"
-        for frozen in self.study.get_trials(deepcopy=False):
-            if frozen.user_attrs.get(RAY_ID) == trial.trial_id:
-                self.study.set_user_attr(error_key(frozen.number), message[-2000:])
 
 
 def _check_space(space) -> None:
@@ -102,7 +65,8 @@ def _init_ray(address: str | None) -> None:
 
 def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes]):
     objective = OBJECTIVES[config.search.objectives]
-    sampler = make_sampler(config.search.sampler, config.seed, len(objective.metrics) > 1)
+    seed = config.seed if config.search.sampler_seed is None else config.search.sampler_seed
+    sampler = make_sampler(config.search.sampler, seed, len(objective.metrics) > 1)
     storage = study_storage(config.storage.study_url, home)
     study = open_study(storage, name, objective, sampler)
     searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
@@ -119,10 +83,10 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     """Start a new search; refuses a name that already has one (use ``resume_search``)."""
     _check_space(space)
     name = name or config.name
-    root = config.storage.root if _is_uri(config.storage.root) else str(Path(config.storage.root).resolve())
+    root = absolute_root(config.storage.root)
     config = config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})})
     home = search_home(root, name)
-    if (home / "search.json").exists() or _experiment_exists(root, name):
+    if (home / "search.json").exists() or experiment_exists(root, name):
         raise UserError(f"a search named {name!r} already exists under {root}; resume it with "
                         f"`prunetune resume {name}` or choose another --name")
     num_samples = num_samples or config.search.num_samples
@@ -136,28 +100,22 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
                                               baseline_files(baseline.directory))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+                                    reuse_actors=config.search.reuse_actors),
         run_config=tune.RunConfig(name=name, storage_path=root, stop=FeasibilityStopper(), verbose=verbose,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=[_ErrorRecorder(study)]),
+                                  callbacks=[ErrorRecorder(study),
+                                             ResultsRecorder(home, name, root, config, space, study)]),
     )
     tuner.fit()
     return SearchOutcome(name, home, summarise(study), num_samples)
 
 
-def _load(name: str, root: str) -> tuple[JobConfig, object, dict, Path]:
-    home = search_home(root, name)
-    if not (home / "search.json").exists():
-        raise UserError(f"no search named {name!r} under {root} (looked for {home / 'search.json'})")
-    meta = json.loads((home / "search.json").read_text())
-    return JobConfig.from_dict(meta["job"]), pickle.loads((home / "space.pkl").read_bytes()), meta, home
-
-
 def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
                   verbose: int = 1) -> SearchOutcome:
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored."""
-    root = root if _is_uri(root) else str(Path(root).resolve())
-    config, space, meta, home = _load(name, root)
+    saved = open_home(name, root)
+    config, space, meta, home, root = saved.job, saved.space, saved.meta, saved.home, saved.root
     objective = OBJECTIVES[config.search.objectives]
     study = open_study(study_storage(config.storage.study_url, home), name, objective)
     fail_stale_trials(study)
@@ -170,14 +128,14 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     files = {p.name: p.read_bytes() for p in Path(meta["baseline"]).iterdir() if p.is_file()} \
         if Path(meta["baseline"]).exists() else {}
     _, _, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
-    tuner = tune.Tuner.restore(_experiment_path(root, name), trainable, resume_unfinished=False,
+    tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     tuner.fit()
     return SearchOutcome(name, home, summarise(study), meta["num_samples"])
 
 
 def search_status(name: str, root: str = "runs") -> SearchOutcome:
-    root = root if _is_uri(root) else str(Path(root).resolve())
-    config, _, meta, home = _load(name, root)
-    study = open_study(study_storage(config.storage.study_url, home), name, OBJECTIVES[config.search.objectives])
-    return SearchOutcome(name, home, summarise(study), meta["num_samples"])
+    saved = open_home(name, root)
+    study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
+                       OBJECTIVES[saved.job.search.objectives])
+    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"])

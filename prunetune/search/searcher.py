@@ -24,7 +24,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
-RAY_ID = "ray_trial_id"
+from prunetune.search.study import RAY_ID
+
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 

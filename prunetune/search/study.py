@@ -15,6 +15,8 @@ from optuna.trial import TrialState
 
 from prunetune.search.objectives import Objective
 
+RAY_ID = "ray_trial_id"  # the user attribute holding a trial's Ray id
+
 
 def study_storage(url: str | None, home: Path) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url or f"sqlite:///{(home / 'study.db').resolve()}")
@@ -27,6 +29,14 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Object
                                 load_if_exists=True)
     study.set_metric_names(list(objective.labels))
     return study
+
+
+def trial_number(study: optuna.Study, trial_id: str) -> int | None:
+    """The Optuna trial number the searcher gave Ray trial ``trial_id``."""
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.user_attrs.get(RAY_ID) == trial_id:
+            return frozen.number
+    return None
 
 
 def error_key(number: int) -> str:

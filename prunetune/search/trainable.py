@@ -18,6 +18,7 @@ from ray import tune
 from prunetune.baseline import baseline_dir
 from prunetune.config import JobConfig
 from prunetune.pipeline import run
+from prunetune.results.store import CHECKPOINT_MODEL
 from prunetune.search.objectives import objective_metrics
 
 
@@ -39,19 +40,26 @@ def _with_local_baseline(config: JobConfig, files: dict[str, bytes]) -> JobConfi
 
 
 def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None:
+    """One pipeline run; a step's model goes out as a Ray checkpoint (``model.pt``) when kept.
+
+    ``storage.step_models``: "feasible" checkpoints every feasible step, so any point of
+    the front can be exported; "best" only the trial's new best steps.
+    """
     config = _with_local_baseline(space.apply(JobConfig.from_dict(job), params), baseline)
     directory = Path(tune.get_context().get_trial_dir()) / "pipeline"
+    every_step = config.storage.step_models == "feasible"
 
     def report(row: dict) -> None:
         metrics = {**row, **objective_metrics(row)}
-        if not row["is_best"]:
+        kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
+        if kept is None:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as staging:
-            shutil.copy2(directory / "best.pt", Path(staging) / "best.pt")
+            shutil.copy2(directory / kept, Path(staging) / CHECKPOINT_MODEL)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
 
-    run(config, report=report, directory=directory)
+    run(config, report=report, directory=directory, save_steps=every_step)
 
 
 class FeasibilityStopper(tune.Stopper):

@@ -1,0 +1,77 @@
+"""Write a chosen (trial, step) of a search as a standalone pruned-model file.
+
+The file is ``save_pruned``'s format (the whole module, loadable with ``torch.load(...,
+weights_only=False)`` and no prunetune pruning code) with metadata: the experiment, trial,
+step, the step's metrics and the trial's resolved config. ``portable=True`` also writes a
+``torch.export`` program next to it (``.pt2``, dynamic batch size) that loads with
+``torch.export.load(path).module()`` and nothing but torch, whatever package defined the
+model's classes (TorchScript is deprecated in torch 2.11, so it is not used).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from prunetune.errors import UserError
+from prunetune.io import write_atomic
+from prunetune.pruning.persist import load_pruned, save_pruned
+from prunetune.results.experiment import fetch_model, find_row, load, open_search, resolved_config, temporary_folder
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    program: Path | None
+    metrics: dict
+
+
+def step_metrics(row: pd.Series) -> dict:
+    """The row without its config / param columns, as plain Python values."""
+    return {key: (value.item() if hasattr(value, "item") else value) for key, value in row.items()
+            if not key.startswith(("config.", "param.")) and key != "settings"}
+
+
+def export_model(experiment: str | Path, trial: int, step: int, out: str | Path, root: str = "runs",
+                 portable: bool = False) -> Exported:
+    saved = open_search(experiment, root)
+    rows = load(experiment, root)
+    row = find_row(rows, trial, step)
+    if not row["checkpoint"]:
+        kept = rows[(rows["trial"] == trial) & (rows["checkpoint"] != "")]["step"].astype(int).tolist()
+        why = "it is below the accuracy threshold" if not row["feasible"] else \
+            "the search kept only best steps (storage.step_models: best)"
+        raise UserError(f"trial {trial} step {step} has no saved model: {why}; steps of trial {trial} with a "
+                        f"model: {kept or 'none'}")
+    config = resolved_config(saved, row)
+    metrics = step_metrics(row)
+    out = Path(out)
+    with temporary_folder() as folder:
+        source = fetch_model(row["checkpoint"], Path(folder))
+        if not source.is_file():
+            raise UserError(f"trial {trial} step {step}: its model file {source} is missing")
+        model = load_pruned(source).model
+    metadata = {"experiment": saved.name, "trial": int(trial), "step": int(step), "metrics": metrics,
+                "config": config.to_dict()}
+    save_pruned(model, out, metadata)
+    program = out.with_suffix(".pt2") if portable else None
+    if program is not None:
+        write_program(model, config.data.channels, config.data.image_size, metadata, program)
+    return Exported(out, program, metrics)
+
+
+def write_program(model: torch.nn.Module, channels: int, size: int, metadata: dict, path: Path) -> None:
+    """A ``torch.export`` program with a dynamic batch size: ``torch.export.load(path).module()``."""
+    example = torch.zeros(2, channels, size, size)
+    try:
+        program = torch.export.export(model.eval(), (example,),
+                                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},))
+    except Exception as error:  # export fails on data-dependent control flow in some user models
+        raise UserError(f"the model was written, but torch.export cannot capture it for {path}: "
+                        f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+    extra = {"metadata.json": json.dumps(metadata, default=str)}
+    write_atomic(path, lambda target: torch.export.save(program, target, extra_files=extra))

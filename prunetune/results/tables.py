@@ -1,0 +1,29 @@
+"""The front as a table a person reads: who (trial, step), how (the settings that differ), what it gives."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from prunetune.results.report import CRITERION, mac_unit
+
+
+def varying_params(front: pd.DataFrame) -> list[str]:
+    """Searched settings (``param.*``) that take more than one value on the front."""
+    return [column for column in front.columns
+            if column.startswith("param.") and front[column].astype(str).nunique(dropna=False) > 1]
+
+
+def front_table(front: pd.DataFrame) -> pd.DataFrame:
+    if front.empty:
+        return pd.DataFrame(columns=["trial", "step", "criterion", "accuracy", "MACs", "MAC ratio", "params"])
+    scale, unit = mac_unit(front["macs"].max())
+    table = pd.DataFrame({"trial": front["trial"].astype("Int64"), "step": front["step"].astype(int),
+                          "criterion": front.get(CRITERION, pd.Series("", index=front.index))})
+    for column in varying_params(front):
+        if column != f"param.{CRITERION.removeprefix('config.')}":
+            table[column.removeprefix("param.")] = front[column]
+    table["accuracy"] = front["accuracy"].round(4)
+    table["MACs"] = (front["macs"] / scale).map(lambda v: f"{v:.2f}{unit}")
+    table["MAC ratio"] = front["mac_ratio"].round(3)
+    table["params"] = front["params"].astype(int)
+    return table.reset_index(drop=True)

@@ -1,0 +1,60 @@
+"""Driver-side Ray Tune callbacks that keep a search's records: trial errors and the results store.
+
+Both run in the driver process, so they see every trial's results as Ray receives them,
+wherever the trial ran (a remote node's files may never reach the driver's disk).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray import tune
+
+from prunetune.config import JobConfig
+from prunetune.results.store import STORE_NAME, Store, make_row
+from prunetune.search.home import is_uri
+from prunetune.search.study import error_key, trial_number
+
+
+class ErrorRecorder(tune.Callback):
+    """Writes a failed trial's error into the study, so the study says why it failed.
+
+    A study attribute ``trial_<number>_error``: the Optuna trial itself is already told
+    FAIL (and so frozen) when Ray calls back.
+    """
+
+    def __init__(self, study) -> None:
+        self.study = study
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        path = Path(trial.error_file) if trial.error_file else None
+        message = path.read_text() if path is not None and path.exists() else "trial raised (no message recorded)"
+        number = trial_number(self.study, trial.trial_id)
+        if number is not None:
+            self.study.set_user_attr(error_key(number), message[-2000:])
+
+
+class ResultsRecorder(tune.Callback):
+    """Adds each reported step to the search's ``results.parquet`` as it arrives."""
+
+    def __init__(self, home: Path, name: str, root: str, job: JobConfig, space, study) -> None:
+        self.store = Store(home / STORE_NAME)
+        self.name, self.root, self.job, self.space, self.study = name, root, job, space, study
+        self.numbers: dict[str, int | None] = {}
+
+    def _checkpoint(self, trial, result: dict) -> str | None:
+        # Ray persists a reported checkpoint before the result reaches the driver, and names
+        # its folder in the result; trial.path is the trial folder on the storage filesystem.
+        name = result.get("checkpoint_dir_name")
+        if not name:
+            return None
+        scheme = self.root.split("://", 1)[0] + "://" if is_uri(self.root) else ""
+        return f"{scheme}{trial.path}/{name}"
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "step" not in result:
+            return
+        if self.numbers.get(trial.trial_id) is None:
+            self.numbers[trial.trial_id] = trial_number(self.study, trial.trial_id)
+        self.store.put(make_row(self.name, self.numbers[trial.trial_id], trial.trial_id, result, trial.config,
+                                self.space.apply(self.job, trial.config), self._checkpoint(trial, result)))
