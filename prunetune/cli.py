@@ -27,7 +27,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
+# Piped or logged output gets wide tables; a terminal keeps its own width.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config of the job (see examples/ and the README).")]
@@ -111,7 +112,7 @@ def run_pipeline(
               f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
     result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
                  on_baseline=_print_baseline)
-    out.print(results_table(result), width=max(out.width, 150))
+    out.print(results_table(result))
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
         out.print(f"best feasible: step {best.best_step}, accuracy {best.best_accuracy:.4f}, "
@@ -205,26 +206,34 @@ def status(
 
 
 def _print_outcome(outcome, final: bool = True) -> None:
+    from prunetune.results import front_table, load, pareto_front
+
     summary = outcome.summary
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
               f"step, {summary.no_feasible_step} without), {summary.failed} failed, {summary.running} running",
               highlight=False)
-    table = Table(title="best trials (Pareto front)" if len(summary.labels) > 1 else "best trial")
-    for column in ("trial", *summary.labels):
-        table.add_column(column, justify="right")
-    table.add_column("settings")
-    for trial in summary.best:
-        table.add_row(str(trial.number), *[f"{v:.4f}" if abs(v) < 10 else f"{v:,.0f}" for v in trial.values],
-                      ", ".join(f"{k}={v}" for k, v in trial.params.items()))
-    if summary.best:
-        out.print(table, width=max(out.width, 150))
+    store = outcome.home / "results.parquet"
+    rows = load(store) if store.is_file() else None
+    if rows is not None and not rows.empty:
+        front = front_table(pareto_front(rows))
+        _print_table(front, f"Pareto front over every trial's steps: {len(front)} of {len(rows)} steps")
     for number, error in summary.errors.items():
         out.print(f"trial {number} failed: {error.strip().splitlines()[-1] if error.strip() else 'no message'}",
                   highlight=False, markup=False)
-    out.print(f"home: {outcome.home}", highlight=False)
+    out.print(f"home: {outcome.home}  (next: prunetune pareto {outcome.name} | prunetune report {outcome.name} -o DIR "
+              f"| prunetune export {outcome.name} --trial T --step S -o model.pt)", highlight=False, markup=False)
     if final and outcome.interrupted:
         out.print(f"interrupted: continue with `prunetune resume {outcome.name}`", highlight=False)
         raise typer.Exit(130)
+
+
+def _print_table(table, title: str) -> None:
+    shown = Table(title=title)
+    for column in table.columns:
+        shown.add_column(str(column), justify="left" if column == "criterion" else "right")
+    for values in table.itertuples(index=False):
+        shown.add_row(*(str(v) for v in values))
+    out.print(shown)
 
 
 StorageOpt = Annotated[str, typer.Option(help="storage root the search was started with")]
@@ -266,13 +275,8 @@ def pareto(
     elif output_format == "json":
         sys.stdout.write(table.to_json(orient="records", indent=2) + "\n")
     else:
-        shown = Table(title=f"{name}: Pareto front, {len(table)} of {len(rows)} steps "
+        _print_table(table, f"{name}: Pareto front, {len(table)} of {len(rows)} steps "
                             f"({rows['trial'].nunique() if not rows.empty else 0} trials)")
-        for column in table.columns:
-            shown.add_column(str(column), justify="left" if column == "criterion" else "right")
-        for values in table.itertuples(index=False):
-            shown.add_row(*(str(v) for v in values))
-        out.print(shown, width=max(out.width, 150))
     if table.empty:
         err.print("no step meets the filters" if len(rows) else "no results yet", highlight=False)
         raise typer.Exit(1)

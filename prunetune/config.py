@@ -153,6 +153,8 @@ class RecoveryConfig(Section):
     weight_decay: float = Field(0.0, ge=0.0)
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="per-step learning-rate schedule")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs at the start of each step")
+    recalibrate_bn: bool = Field(True, description="re-estimate BatchNorm statistics (pruning.recalibration_split) "
+                                 "after every recovery epoch, before it is evaluated")
     kd_alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the distillation term")
     kd_temperature: float = Field(4.0, gt=0.0, description="distillation temperature T")
     variance_entropy_lambda: float = Field(0.0, ge=0.0, description="weight of the variance-entropy loss (seed 003 1.4)")

@@ -22,7 +22,7 @@ EVERY_SECTION = {
                 "round_to": 8, "max_layer_ratio": 0.75, "compensation": True, "repair": "asr", "asr_lambda": 0.5,
                 "recalibration_split": "val", "recalibration_samples": 128, "calibration_batches": 2,
                 "mask_then_prune": True},
-    "recovery": {"epochs": 4, "patience": 2, "optimizer": "sgd", "lr": 0.0003, "lr_high": 3e-05,
+    "recovery": {"recalibrate_bn": False, "epochs": 4, "patience": 2, "optimizer": "sgd", "lr": 0.0003, "lr_high": 3e-05,
                  "lr_high_threshold": 0.21, "weight_decay": 1e-5, "lr_schedule": "cosine", "warmup_epochs": 1,
                  "kd_alpha": 0.55, "kd_temperature": 3.0, "variance_entropy_lambda": 0.01,
                  "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001},

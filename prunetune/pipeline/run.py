@@ -33,7 +33,7 @@ from prunetune.pruning import (Pruner, RepairContext, dense_reference, repair, s
 from prunetune.pruning.masks import cut_copy, masked_complexity
 from prunetune.pruning.statistics import collect_calibration, collect_gradients
 from prunetune.runtime import Runtime, seed_everything
-from prunetune.training import evaluate
+from prunetune.training import evaluate, recalibrate_batchnorm
 
 ReportCallback = Callable[[dict], None]
 VARIANCE_REPAIRS = ("layerwise", "asr")
@@ -150,6 +150,13 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
     extra = (lambda: config.recovery.variance_entropy_lambda * entropy.pop()) if entropy else None
     loss = make_loss(teacher, config.recovery.kd_alpha, config.recovery.kd_temperature, extra)
     clock = PhaseClock(runtime)
+
+    def recalibrate_student() -> None:
+        recalibrate_batchnorm(student, recalibration, runtime, pruning.recalibration_samples)
+        if pruner.masks:
+            pruner.masks.apply()
+
+    recalibrate = recalibrate_student if config.recovery.recalibrate_bn else None
     result = RunResult(directory, baseline_accuracy, threshold, dense.macs, dense.params)
     try:
         for step, target in enumerate(targets, start=1):
@@ -174,7 +181,8 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
             with clock.phase("evaluation"):
                 pre_accuracy = _accuracy(student, loaders.val, runtime)
             recovered = recover(student, loss, loaders.train, loaders.val, runtime, config.recovery, target,
-                                pre_accuracy, pruner.masks.apply if pruner.masks else None, on_epoch)
+                                pre_accuracy, pruner.masks.apply if pruner.masks else None, on_epoch,
+                                recalibrate=recalibrate)
             clock.add("training", recovered.train_seconds)
             clock.add("evaluation", recovered.eval_seconds)
             student.eval()

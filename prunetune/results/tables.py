@@ -21,9 +21,13 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
                           "criterion": front.get(CRITERION, pd.Series("", index=front.index))})
     for column in varying_params(front):
         if column != f"param.{CRITERION.removeprefix('config.')}":
-            table[column.removeprefix("param.")] = front[column]
+            table[column.removeprefix("param.")] = front[column].map(_short)
     table["accuracy"] = front["accuracy"].round(4)
     table["MACs"] = (front["macs"] / scale).map(lambda v: f"{v:.2f}{unit}")
     table["MAC ratio"] = front["mac_ratio"].round(3)
     table["params"] = front["params"].astype(int)
     return table.reset_index(drop=True)
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else value

@@ -24,7 +24,7 @@ from prunetune.config import JobConfig
 from prunetune.errors import UserError
 from prunetune.search.objectives import OBJECTIVES, make_sampler
 from prunetune.search.home import absolute_root, experiment_exists, experiment_path, open_home, search_home
-from prunetune.search.recording import ErrorRecorder, ResultsRecorder
+from prunetune.search.recording import ErrorRecorder, ProgressPrinter, ResultsRecorder
 from prunetune.search.searcher import StudySearch
 from prunetune.search.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
 from prunetune.search.trainable import FeasibilityStopper, baseline_files, trial
@@ -102,10 +102,12 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
-        run_config=tune.RunConfig(name=name, storage_path=root, stop=FeasibilityStopper(), verbose=verbose,
+        # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
+        run_config=tune.RunConfig(name=name, storage_path=root, stop=FeasibilityStopper(),
+                                  verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=[ErrorRecorder(study),
-                                             ResultsRecorder(home, name, root, config, space, study)]),
+                                  callbacks=[ErrorRecorder(study), ResultsRecorder(home, name, root, config, space, study),
+                                             *([ProgressPrinter(study)] if verbose else [])]),
     )
     tuner.fit()
     return SearchOutcome(name, home, summarise(study), num_samples)

@@ -58,3 +58,31 @@ class ResultsRecorder(tune.Callback):
             self.numbers[trial.trial_id] = trial_number(self.study, trial.trial_id)
         self.store.put(make_row(self.name, self.numbers[trial.trial_id], trial.trial_id, result, trial.config,
                                 self.space.apply(self.job, trial.config), self._checkpoint(trial, result)))
+
+
+class ProgressPrinter(tune.Callback):
+    """One line per reported step and per finished or failed trial (instead of Ray's result tables)."""
+
+    def __init__(self, study, print_line=print) -> None:
+        self.study, self.print_line = study, print_line
+        self.numbers: dict[str, int | None] = {}
+
+    def _label(self, trial) -> str:
+        if self.numbers.get(trial.trial_id) is None:
+            self.numbers[trial.trial_id] = trial_number(self.study, trial.trial_id)
+        number = self.numbers[trial.trial_id]
+        return f"trial {number}" if number is not None else f"trial {trial.trial_id}"
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "step" not in result:
+            return
+        verdict = "ok" if result["feasible"] else "below threshold, trial stops"
+        self.print_line(f"{self._label(trial)} step {result['step']}: sparsity {result['sparsity']:.3f}, "
+                        f"MACs {result['mac_ratio']:.1%}, accuracy {result['pre_accuracy']:.4f} -> "
+                        f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.print_line(f"{self._label(trial)} finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.print_line(f"{self._label(trial)} FAILED (see `prunetune status`)")

@@ -7,6 +7,7 @@ folder, or any SQLAlchemy URL (``storage.study_url``). OptunaSearch needs an
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Object
     directions = ["maximize" if mode == "max" else "minimize" for mode in objective.modes]
     study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler,
                                 load_if_exists=True)
-    study.set_metric_names(list(objective.labels))
+    with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use; not the user's concern
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(objective.labels))
     return study
 
 
