@@ -257,14 +257,22 @@ def pareto(
     min_accuracy: Annotated[float | None, typer.Option("--min-accuracy", help="only points at least this accurate")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table, csv or json")] = "table",
     include_infeasible: Annotated[bool, typer.Option("--include-infeasible", help="also steps below the threshold")] = False,
+    cost: Annotated[str, typer.Option("--cost", help="macs, or latency (searches with objectives accuracy_latency)")] = "macs",
 ) -> None:
-    """The Pareto front of accuracy against MACs over every trial's every pruning step."""
+    """The Pareto front of accuracy against MACs (or latency) over every trial's every pruning step."""
     from prunetune.results import front_table, load, pareto_front
 
     if output_format not in ("table", "csv", "json"):
         raise typer.BadParameter(f"--format {output_format!r}: use table, csv or json")
+    if cost not in ("macs", "latency"):
+        raise typer.BadParameter(f"--cost {cost!r}: use macs or latency")
     rows = load(name, storage)
-    front = pareto_front(rows, feasible_only=not include_infeasible) if not rows.empty else rows
+    objectives = {"accuracy": "max", "macs" if cost == "macs" else "latency_ms": "min"}
+    if cost == "latency" and not rows.empty and rows["latency_ms"].isna().all():
+        err.print(f"{name}: no step has a measured latency; search with search.objectives=accuracy_latency",
+                  highlight=False)
+        raise typer.Exit(2)
+    front = pareto_front(rows, objectives, feasible_only=not include_infeasible) if not rows.empty else rows
     if max_macs is not None and not front.empty:
         front = front[front["macs"] <= _mac_count(max_macs)]
     if min_accuracy is not None and not front.empty:

@@ -94,6 +94,8 @@ class MacAwareConfig(Section):
     alpha: float = Field(1.0, ge=0.0)
     beta: float = 0.0
     mode: Literal["additive", "multiplicative"] = "multiplicative"
+    cost: Literal["macs", "latency"] = Field(
+        "macs", description="cost of a channel: MACs, or measured layer latency (the latency section's device/batch)")
 
 
 class ScheduleConfig(Section):
@@ -168,6 +170,14 @@ class RecoveryConfig(Section):
         return self
 
 
+class LatencyConfig(Section):
+    """How latency is measured where it is used (objective accuracy_latency, mac_aware cost latency)."""
+
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="device the deployed model runs on")
+    batch_size: int = Field(1, ge=1, description="images per timed forward")
+    repeats: int = Field(20, ge=1, description="timed forwards after warm-up; the median is kept")
+
+
 class StopConfig(Section):
     max_accuracy_drop: float | None = Field(
         0.01, ge=0.0, le=1.0, description="threshold = baseline accuracy minus this (absolute)"
@@ -196,8 +206,8 @@ class SearchConfig(Section):
     sampler: Literal["tpe", "nsga2", "gp", "random"] = Field("tpe", description="Optuna sampler")
     sampler_seed: int | None = Field(None, description="seed of the sampler (default: seed); changing it "
                                      "alone reruns a search without retraining the baseline")
-    objectives: Literal["accuracy_macs", "min_macs", "max_accuracy"] = Field(
-        "accuracy_macs", description="accuracy_macs: two objectives (Pareto); the others: one"
+    objectives: Literal["accuracy_macs", "accuracy_latency", "min_macs", "max_accuracy"] = Field(
+        "accuracy_macs", description="accuracy_macs / accuracy_latency: two objectives (Pareto); the others: one"
     )
     max_concurrent_trials: int = Field(2, ge=1)
     max_retries: int = Field(0, ge=0, description="times Ray re-runs a trial that raised before recording it failed")
@@ -236,6 +246,7 @@ class JobConfig(Section):
     search: SearchConfig = Field(default_factory=SearchConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -1,7 +1,8 @@
 """One report row per pruning step, the running best, and the rows' Parquet file.
 
 The *best feasible* step is the most pruned step whose accuracy is at or above the
-threshold: fewest MACs, ties to the higher accuracy. That is the model seed 001 keeps
+threshold: fewest MACs (lowest measured latency when the search optimises latency), ties
+to the higher accuracy. That is the model seed 001 keeps
 by hand, and since every row carries it (``best_*``), the last row alone is the
 trial's outcome.
 """
@@ -47,6 +48,8 @@ class StepRow:
     baseline_macs: int | None = None
     baseline_params: int | None = None
     peak_memory_mb: float = math.nan  # CUDA: peak allocated during the step (NaN on CPU)
+    latency_ms: float = math.nan  # measured (latency section) when the search optimises latency
+    best_latency_ms: float = math.nan
 
     @classmethod
     def make(cls, step: int, target: float, sparsity: float, masked: bool, complexity: Complexity, dense: Complexity,
@@ -74,6 +77,7 @@ class RunResult:
     baseline_macs: int
     baseline_params: int
     rows: list[StepRow] = field(default_factory=list)
+    cost: str = "macs"  # what "most pruned" means for the best feasible step: macs or latency_ms
 
     def add(self, row: StepRow) -> StepRow:
         row.baseline_accuracy, row.baseline_macs, row.baseline_params = (
@@ -82,12 +86,20 @@ class RunResult:
         if previous is not None:
             row.best_step, row.best_accuracy = previous.best_step, previous.best_accuracy
             row.best_macs, row.best_mac_ratio = previous.best_macs, previous.best_mac_ratio
-        if row.feasible and (row.best_macs is None or (row.macs, -row.accuracy) < (row.best_macs, -row.best_accuracy)):
+            row.best_latency_ms = previous.best_latency_ms
+        if row.feasible and (previous is None or previous.best_step is None or self._better(row, previous)):
             row.best_step, row.best_accuracy, row.best_macs, row.best_mac_ratio = (
                 row.step, row.accuracy, row.macs, row.mac_ratio)
+            row.best_latency_ms = row.latency_ms
             row.is_best = True
         self.rows.append(row)
         return row
+
+    def _better(self, row: StepRow, previous: StepRow) -> bool:
+        """Cheaper than the best so far (MACs, or latency when it is the cost), ties to accuracy."""
+        if self.cost == "latency_ms":
+            return (row.latency_ms, -row.accuracy) < (previous.best_latency_ms, -previous.best_accuracy)
+        return (row.macs, -row.accuracy) < (previous.best_macs, -previous.best_accuracy)
 
     @property
     def best(self) -> StepRow | None:

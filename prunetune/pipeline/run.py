@@ -25,6 +25,7 @@ from prunetune.baseline import Baseline, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.io import write_atomic
 from prunetune.models.complexity import measure
+from prunetune.models.latency import model_latency
 from prunetune.pipeline.losses import VarianceEntropy, group_l21
 from prunetune.pipeline.recovery import make_loss, recover
 from prunetune.pipeline.rows import RunResult, StepRow, write_rows
@@ -103,7 +104,7 @@ def _targets(config: JobConfig, student, example, stats) -> list[float]:
     schedule = config.pruning.schedule
     if schedule.kind != "mac_target":
         return schedule_targets(schedule)
-    sparsity, _ = solve_mac_target(lambda m: Pruner(m, example, config.pruning, seed=config.seed), student,
+    sparsity, _ = solve_mac_target(lambda m: Pruner(m, example, config.pruning, config.seed, config.latency), student,
                                    config.data.channels, config.data.image_size, schedule.mac_target, stats=stats)
     return schedule_targets(schedule, sparsity)
 
@@ -134,7 +135,7 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
         on_baseline({"accuracy": baseline_accuracy, "macs": dense.macs, "params": dense.params,
                      "threshold": threshold, "reused": baseline.reused, "directory": str(baseline.directory)})
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
-    pruner = Pruner(student, example, pruning, seed=config.seed)
+    pruner = Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
     recalibration = loaders.calibration if pruning.recalibration_split == "calibration" else loaders.val
     batches = pruning.calibration_batches
     reference = (dense_reference(teacher, loaders.calibration, runtime, batches)
@@ -157,7 +158,9 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
             pruner.masks.apply()
 
     recalibrate = recalibrate_student if config.recovery.recalibrate_bn else None
-    result = RunResult(directory, baseline_accuracy, threshold, dense.macs, dense.params)
+    timed = config.search.objectives == "accuracy_latency"
+    result = RunResult(directory, baseline_accuracy, threshold, dense.macs, dense.params,
+                       cost="latency_ms" if timed else "macs")
     try:
         for step, target in enumerate(targets, start=1):
             mask = pruning.mask_then_prune and step < len(targets)
@@ -188,9 +191,14 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
             student.eval()
             complexity = (masked_complexity(student, pruner.masks.masked, example, channels, size)
                           if pruner.masks else measure(student, channels, size))
-            row = result.add(StepRow.make(step, target, pruner.sparsity(), mask, complexity, dense, pre_accuracy,
-                                          recovered, threshold, clock.take()))
+            row = StepRow.make(step, target, pruner.sparsity(), mask, complexity, dense, pre_accuracy, recovered,
+                               threshold, clock.take())
             row.peak_memory_mb = clock.take_peak_memory()
+            if timed:
+                deployed = cut_copy(student, pruner.masks.masked, example) if pruner.masks else student
+                row.latency_ms = model_latency(deployed, channels, size, config.latency.batch_size,
+                                               config.latency.repeats, config.latency.device)
+            result.add(row)
             if row.is_best:
                 _save(student, pruner, example, directory / "best.pt", row)
             if save_steps and row.feasible:

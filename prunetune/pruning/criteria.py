@@ -210,8 +210,11 @@ def get_criterion(config) -> Criterion:
 
 
 @torch.no_grad()
-def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> dict[str, float]:
-    """MACs one channel of each group costs, from the layers' output sizes in one forward."""
+def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor,
+                  latencies: dict[nn.Module, float] | None = None) -> dict[str, float]:
+    """What one channel of each group costs: MACs from the layers' output sizes in one forward,
+    or, given measured ``latencies`` per layer, each member layer's time over its channel count
+    on the side the group cuts (a layer's time shrinks about in proportion to those channels)."""
     sizes: dict[nn.Module, int] = {}
     handles = [m.register_forward_hook(lambda module, i, o: sizes.__setitem__(module, o[0].numel()))
                for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -229,7 +232,9 @@ def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.
         for _, module, side in group.members:
             if module not in sizes:
                 continue
-            if isinstance(module, nn.Conv2d):
+            if latencies is not None:
+                total += _latency_per_channel(module, side, latencies)
+            elif isinstance(module, nn.Conv2d):
                 positions = sizes[module] / module.out_channels
                 kernel = module.kernel_size[0] * module.kernel_size[1]
                 depthwise = module.groups == module.in_channels and module.groups > 1
@@ -244,3 +249,16 @@ def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.
                 total += (module.in_features if side == "out" else module.out_features) * tokens
         costs[group.name] = total
     return costs
+
+
+def _latency_per_channel(module: nn.Module, side: str, latencies: dict[nn.Module, float]) -> float:
+    if module not in latencies:
+        return 0.0
+    depthwise = isinstance(module, nn.Conv2d) and module.groups == module.in_channels and module.groups > 1
+    if depthwise and side == "in":
+        return 0.0  # its input and output channels are the same ones: counted once, on the out side
+    if isinstance(module, nn.Conv2d):
+        channels = module.out_channels if side == "out" else module.in_channels
+    else:
+        channels = module.out_features if side == "out" else module.in_features
+    return latencies[module] / channels

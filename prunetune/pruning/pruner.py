@@ -13,12 +13,15 @@ compare a pruned layer with the same channels of the dense model.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from prunetune.config import LatencyConfig
 from prunetune.errors import UserError
+from prunetune.models.latency import layer_latencies
 from prunetune.pruning.compensation import compensate
 from prunetune.pruning.criteria import ScoringContext, channel_costs, get_criterion
 from prunetune.pruning.masks import NORMS, ChannelMasks
@@ -41,11 +44,13 @@ class StepResult:
 
 
 class Pruner:
-    def __init__(self, model: nn.Module, example_input: torch.Tensor, config, seed: int = 0) -> None:
-        """``config`` is a ``PruningConfig``; ``example_input`` one batch of the model's input."""
+    def __init__(self, model: nn.Module, example_input: torch.Tensor, config, seed: int = 0, latency=None) -> None:
+        """``config`` is a ``PruningConfig``; ``example_input`` one batch of the model's input;
+        ``latency`` a ``LatencyConfig`` (where mac_aware measures layer latency; default: CPU, batch 1)."""
         self.model = model
         self.example_input = example_input
         self.config = config
+        self.latency = latency
         self.graph = build_graph(model, example_input)
         self.criterion = get_criterion(config)
         self.generator = torch.Generator().manual_seed(seed)
@@ -87,10 +92,26 @@ class Pruner:
                     kept[name] = survivors
         return kept
 
+    def _costs(self, groups: list[PrunableGroup]) -> dict[str, float]:
+        if self.config.mac_aware.cost == "macs":
+            return channel_costs(self.model, groups, self.example_input)
+        return channel_costs(self.model, groups, self.example_input, latencies=self._layer_latencies())
+
+    def _layer_latencies(self) -> dict[nn.Module, float]:
+        """Layer times of a copy on the latency device, keyed by this model's own layers."""
+        settings = self.latency if self.latency is not None else LatencyConfig()
+        device = torch.device(settings.device)
+        timed = copy.deepcopy(self.model).to(device)
+        example = torch.randn(settings.batch_size, *self.example_input.shape[1:], device=device)
+        names = {module: name for name, module in timed.named_modules()}
+        originals = dict(self.model.named_modules())
+        measured = layer_latencies(timed, example, settings.repeats)
+        return {originals[names[module]]: ms for module, ms in measured.items()}
+
     def scores(self, stats: dict[str, ChannelStats] | None = None,
                groups: list[PrunableGroup] | None = None) -> dict[str, torch.Tensor]:
         groups = groups if groups is not None else self.groups()
-        costs = channel_costs(self.model, groups, self.example_input) if self.config.criterion == "mac_aware" else {}
+        costs = self._costs(groups) if self.config.criterion == "mac_aware" else {}
         context = ScoringContext(stats=stats or {}, costs=costs, generator=self.generator)
         scores = {g.name: self.criterion.score(g, context) for g in groups}
         for name, idxs in self.masks.masked.items():

@@ -26,6 +26,8 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
     table["MACs"] = (front["macs"] / scale).map(lambda v: f"{v:.2f}{unit}")
     table["MAC ratio"] = front["mac_ratio"].round(3)
     table["params"] = front["params"].astype(int)
+    if "latency_ms" in front.columns and front["latency_ms"].notna().any():
+        table["latency ms"] = front["latency_ms"].round(3)
     return table.reset_index(drop=True)
 
 

@@ -24,6 +24,8 @@ class Objective:
 
 OBJECTIVES = {
     "accuracy_macs": Objective(("objective_accuracy", "objective_macs"), ("max", "min"), ("accuracy", "macs")),
+    "accuracy_latency": Objective(("objective_accuracy", "objective_latency"), ("max", "min"),
+                                  ("accuracy", "latency_ms")),
     "min_macs": Objective(("objective_macs",), ("min",), ("macs",)),
     "max_accuracy": Objective(("objective_accuracy",), ("max",), ("accuracy",)),
 }
@@ -33,8 +35,11 @@ def objective_metrics(row: dict) -> dict:
     """The objective values of a report row: its best feasible step, or None without one."""
     accuracy, macs = row.get("best_accuracy"), row.get("best_macs")
     feasible = accuracy is not None and macs is not None and not math.isnan(accuracy)
+    latency = row.get("best_latency_ms")
+    timed = feasible and latency is not None and not math.isnan(latency)
     return {"objective_accuracy": float(accuracy) if feasible else None,
-            "objective_macs": float(macs) if feasible else None}
+            "objective_macs": float(macs) if feasible else None,
+            "objective_latency": float(latency) if timed else None}
 
 
 def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
