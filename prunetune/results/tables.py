@@ -19,9 +19,9 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
     scale, unit = mac_unit(front["macs"].max())
     table = pd.DataFrame({"trial": front["trial"].astype("Int64"), "step": front["step"].astype(int),
                           "criterion": front.get(CRITERION, pd.Series("", index=front.index))})
-    for column in varying_params(front):
-        if column != f"param.{CRITERION.removeprefix('config.')}":
-            table[column.removeprefix("param.")] = front[column].map(_short)
+    shown = [c for c in varying_params(front) if c != f"param.{CRITERION.removeprefix('config.')}"]
+    for column, header in zip(shown, short_names([c.removeprefix("param.") for c in shown])):
+        table[header] = front[column].map(_short)
     table["accuracy"] = front["accuracy"].round(4)
     table["MACs"] = (front["macs"] / scale).map(lambda v: f"{v:.2f}{unit}")
     table["MAC ratio"] = front["mac_ratio"].round(3)
@@ -33,3 +33,18 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
 
 def _short(value):
     return f"{value:.4g}" if isinstance(value, float) else value
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """Each dotted path cut to its shortest suffix that no other path shares (lr, schedule.steps)."""
+    names = []
+    for path in paths:
+        parts = path.split(".")
+        for size in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-size:])
+            if sum(other == suffix or other.endswith("." + suffix) for other in paths) == 1:
+                names.append(suffix)
+                break
+        else:
+            names.append(path)
+    return names
