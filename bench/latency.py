@@ -1,7 +1,7 @@
 """Is MACs an honest cost? Measured inference latency of pruned models against their MAC ratio.
 
     .venv/bin/python bench/latency.py [--models resnet18,resnet50,mobilenet_v2,mobilenet_v3_small]
-        [--targets 0.75,0.5,0.25] [--scopes expand,all] [--size 224] [--repeats 30]
+        [--targets 0.75,0.5,0.25] [--scopes expand,all] [--size 224] [--repeats 30] [--round-to 8]
         [--out bench/results/latency.md]
 
 Each model (torchvision, random weights, 1000 classes) is pruned one-shot with l1 to each
@@ -68,7 +68,7 @@ def run_case(name: str, scope: str, target: float | None, args, dense_macs: dict
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, num_classes=1000).eval()
     example = torch.randn(1, 3, args.size, args.size)
-    config = PruningConfig(scope=scope, criterion="l1")
+    config = PruningConfig(scope=scope, criterion="l1", round_to=args.round_to)
     solve_seconds = 0.0
     if target is not None:
         started = time.perf_counter()
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--scopes", default="expand,all")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--round-to", type=int, default=None, help="keep channel counts multiples of this")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latency.md"))
     args = parser.parse_args()
     targets = [float(t) for t in args.targets.split(",")]
@@ -125,7 +126,8 @@ def main() -> None:
                 print(json.dumps({k: v for k, v in rows[-1].items()}), flush=True)
     header = [f"# Latency against MACs ({time.strftime('%Y-%m-%d')})", "",
               f"`python bench/latency.py --models {args.models} --targets {args.targets} --scopes {args.scopes} "
-              f"--size {args.size} --repeats {args.repeats}`; {platform.processor() or platform.machine()}, "
+              f"--size {args.size} --repeats {args.repeats}"
+              + (f" --round-to {args.round_to}" if args.round_to else "") + "`; {platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
               + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA")
               + f"; {time.perf_counter() - started:.0f} s in all.", ""]
