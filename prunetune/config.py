@@ -213,9 +213,10 @@ class SearchConfig(Section):
     max_retries: int = Field(0, ge=0, description="times Ray re-runs a trial that raised before recording it failed")
     cpus_per_trial: float = Field(1.0, gt=0.0)
     gpus_per_trial: float = Field(0.0, ge=0.0, description="fractions share one GPU between trials")
-    reuse_actors: bool = Field(True, description="run later trials in the worker processes of finished ones "
-                               "(saves the worker start and imports: halves a search of short trials, "
-                               "bench/trial_overhead.py)")
+    reuse_actors: bool = Field(False, description="run later trials in the worker processes of finished ones "
+                               "(halves a search of short trials, bench/trial_overhead.py; but under Ray 2.60 a "
+                               "reused worker keeps the first trial's folder, so per-trial pipeline files collide; "
+                               "the results store and step checkpoints are unaffected)")
     space: dict[str, Any] = Field(default_factory=dict, description="field path -> distribution")
 
 

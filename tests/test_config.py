@@ -16,7 +16,8 @@ EVERY_SECTION = {
     "baseline": {"epochs": 3, "optimizer": "adamw", "lr": 0.001, "momentum": 0.8, "weight_decay": 0.01,
                  "lr_schedule": "constant", "warmup_epochs": 0, "label_smoothing": 0.1, "recalibrate_bn": False},
     "pruning": {"scope": "all", "include": ["features.*"], "exclude": ["classifier"], "criterion": "mac_aware",
-                "group_reduction": "max", "mac_aware": {"base": "vbp", "alpha": 0.5, "beta": -0.25, "mode": "additive"},
+                "group_reduction": "max", "mac_aware": {"base": "vbp", "alpha": 0.5, "beta": -0.25, "mode": "additive",
+                                                                  "cost": "latency"},
                 "schedule": {"kind": "geometric", "targets": [0.1, 0.15], "final_sparsity": 0.6, "steps": 4,
                              "mac_target": 0.3},
                 "round_to": 8, "max_layer_ratio": 0.75, "compensation": True, "repair": "asr", "asr_lambda": 0.5,
@@ -27,10 +28,11 @@ EVERY_SECTION = {
                  "kd_alpha": 0.55, "kd_temperature": 3.0, "variance_entropy_lambda": 0.01,
                  "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001},
     "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
-    "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": False, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
+    "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": True, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
                "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}}},
     "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db", "step_models": "best"},
     "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},
+    "latency": {"device": "cuda", "batch_size": 8, "repeats": 5},
 }
 
 
