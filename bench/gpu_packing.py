@@ -27,6 +27,8 @@ from pathlib import Path
 import ray
 import torch
 
+from common import write_outputs
+
 from prunetune.baseline import prepare_baseline
 from prunetune.results import load
 from prunetune.search import run_search
@@ -95,10 +97,7 @@ def main() -> None:
         memory = f"{row['peak_memory_mb']:.0f}" if row["peak_memory_mb"] is not None else "- (CPU)"
         lines.append(f"| {row['workload']} | {row['concurrency']} | {row['wall']:.0f} | {row['steps_per_hour']:.0f} | "
                      f"{row['steps_per_hour'] / single['steps_per_hour']:.2f}x | {row['images_per_s']:.0f} | {memory} |")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print("\n".join(lines))
+    write_outputs(out, lines, rows)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import torchvision
 
+from common import write_outputs
+
 from prunetune.config import PruningConfig
 from prunetune.models.complexity import measure
 from prunetune.pruning import Pruner
@@ -127,14 +129,11 @@ def main() -> None:
     header = [f"# Latency against MACs ({time.strftime('%Y-%m-%d')})", "",
               f"`python bench/latency.py --models {args.models} --targets {args.targets} --scopes {args.scopes} "
               f"--size {args.size} --repeats {args.repeats}"
-              + (f" --round-to {args.round_to}" if args.round_to else "") + "`; {platform.processor() or platform.machine()}, "
+              + (f" --round-to {args.round_to}" if args.round_to else "") + f"`; {platform.processor() or platform.machine()}, "
               f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
               + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ", no CUDA")
               + f"; {time.perf_counter() - started:.0f} s in all.", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(header + table(rows)) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-    print("\n".join(table(rows)))
+    write_outputs(args.out, header + table(rows), rows)
 
 
 if __name__ == "__main__":

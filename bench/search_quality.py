@@ -26,6 +26,8 @@ import pandas as pd
 import ray
 import torch
 
+from common import write_outputs
+
 from prunetune.baseline import prepare_baseline
 from prunetune.config import load_config
 from prunetune.pipeline import run
@@ -139,10 +141,7 @@ def write(args, records, fronts, seed001, seed001_front, seed001_hv, budgets, ba
     lines += ["", "Seed-001 schedule steps (accuracy, MAC ratio, feasible): "
               + ", ".join(f"({r.accuracy:.4f}, {r.mac_ratio:.3f}, {'y' if r.feasible else 'n'})"
                           for r in seed001.itertuples())]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"records": records, "seed001_hv": seed001_hv}, indent=1))
-    print("\n".join(lines))
+    write_outputs(args.out, lines, {"records": records, "seed001_hv": seed001_hv})
 
 
 if __name__ == "__main__":

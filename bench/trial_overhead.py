@@ -28,6 +28,8 @@ from pathlib import Path
 import ray
 import torch
 
+from common import write_outputs
+
 from prunetune.pipeline import PHASES
 from prunetune.results import load
 from prunetune.search import run_search
@@ -111,10 +113,7 @@ def main() -> None:
         seconds = sum(r["phases"][phase] for r in runs)
         lines.append(f"| {phase} | {seconds:.1f} | {seconds / trial_total:.1%} |")
     lines.append(f"| other (in-trial overhead) | {trial_total - total:.1f} | {(trial_total - total) / trial_total:.1%} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps({"cold": cold, "runs": runs}, indent=1))
-    print("\n".join(lines))
+    write_outputs(args.out, lines, {"cold": cold, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class ResultsRecorder(tune.Callback):
         self.store = Store(home / STORE_NAME)
         self.name, self.root, self.job, self.space, self.study = name, root, job, space, study
         self.numbers: dict[str, int | None] = {}
+        self.resolved: dict[str, JobConfig] = {}  # a trial's config is fixed: apply the space once per trial
 
     def _checkpoint(self, trial, result: dict) -> str | None:
         # Ray persists a reported checkpoint before the result reaches the driver, and names
@@ -56,8 +57,10 @@ class ResultsRecorder(tune.Callback):
             return
         if self.numbers.get(trial.trial_id) is None:
             self.numbers[trial.trial_id] = trial_number(self.study, trial.trial_id)
+        if trial.trial_id not in self.resolved:
+            self.resolved[trial.trial_id] = self.space.apply(self.job, trial.config)
         self.store.put(make_row(self.name, self.numbers[trial.trial_id], trial.trial_id, result, trial.config,
-                                self.space.apply(self.job, trial.config), self._checkpoint(trial, result)))
+                                self.resolved[trial.trial_id], self._checkpoint(trial, result)))
 
 
 class ProgressPrinter(tune.Callback):
