@@ -66,8 +66,10 @@ class ResultsRecorder(tune.Callback):
 class ProgressPrinter(tune.Callback):
     """One line per reported step and per finished or failed trial (instead of Ray's result tables)."""
 
-    def __init__(self, study, print_line=print) -> None:
-        self.study, self.print_line = study, print_line
+    # Prints through the builtin looked up at call time: Ray pickles callbacks into its
+    # experiment state and may have replaced builtins.print, so a stored reference fails to pickle.
+    def __init__(self, study) -> None:
+        self.study = study
         self.numbers: dict[str, int | None] = {}
 
     def _label(self, trial) -> str:
@@ -80,12 +82,12 @@ class ProgressPrinter(tune.Callback):
         if "step" not in result:
             return
         verdict = "ok" if result["feasible"] else "below threshold, trial stops"
-        self.print_line(f"{self._label(trial)} step {result['step']}: sparsity {result['sparsity']:.3f}, "
+        print(f"{self._label(trial)} step {result['step']}: sparsity {result['sparsity']:.3f}, "
                         f"MACs {result['mac_ratio']:.1%}, accuracy {result['pre_accuracy']:.4f} -> "
                         f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self.print_line(f"{self._label(trial)} finished")
+        print(f"{self._label(trial)} finished")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self.print_line(f"{self._label(trial)} FAILED (see `prunetune status`)")
+        print(f"{self._label(trial)} FAILED (see `prunetune status`)")
