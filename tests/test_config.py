@@ -28,7 +28,7 @@ EVERY_SECTION = {
                  "kd_alpha": 0.55, "kd_temperature": 3.0, "variance_entropy_lambda": 0.01,
                  "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001},
     "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
-    "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": True, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
+    "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": False, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
                "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}}},
     "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db", "step_models": "best"},
     "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},

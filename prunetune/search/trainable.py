@@ -46,20 +46,25 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     the front can be exported; "best" only the trial's new best steps.
     """
     config = _with_local_baseline(space.apply(JobConfig.from_dict(job), params), baseline)
-    directory = Path(tune.get_context().get_trial_dir()) / "pipeline"
     every_step = config.storage.step_models == "feasible"
+    # The pipeline's folder is scratch on the worker: everything that must last leaves
+    # through Ray (each result -> the results store, each kept model -> a checkpoint),
+    # which works on any node and storage. Ray's trial folder is no place for it: a
+    # worker reused for a later trial (reuse_actors) still reports the first trial's.
+    with tempfile.TemporaryDirectory(prefix="prunetune-trial-") as scratch:
+        directory = Path(scratch)
 
-    def report(row: dict) -> None:
-        metrics = {**row, **objective_metrics(row)}
-        kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
-        if kept is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as staging:
-            shutil.copy2(directory / kept, Path(staging) / CHECKPOINT_MODEL)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
+        def report(row: dict) -> None:
+            metrics = {**row, **objective_metrics(row)}
+            kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
+            if kept is None:
+                tune.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as staging:
+                shutil.copy2(directory / kept, Path(staging) / CHECKPOINT_MODEL)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
 
-    run(config, report=report, directory=directory, save_steps=every_step)
+        run(config, report=report, directory=directory, save_steps=every_step)
 
 
 class FeasibilityStopper(tune.Stopper):

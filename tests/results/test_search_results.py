@@ -18,6 +18,7 @@ from prunetune.results.experiment import open_search, open_search_study
 from prunetune.search import run_search
 from prunetune.spaces import load_search
 from tests.conftest import SEARCH_JOB
+from tests.ray_records import ray_results
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,9 @@ def test_every_reported_step_is_a_row_with_config_params_and_checkpoint(searched
     assert sorted(rows["trial"].unique()) == sorted(t.number for t in finished)
     for trial in finished:
         mine = rows[rows["trial"] == trial.number].sort_values("step")
-        pipeline = pd.read_parquet(next(outcome.home.glob(f"*{trial.user_attrs['ray_trial_id']}*/pipeline/rows.parquet")))
-        assert list(mine["accuracy"]) == list(pipeline["accuracy"])  # the same steps, the same values
+        reported = ray_results(outcome.home, trial.user_attrs["ray_trial_id"])
+        assert list(mine["accuracy"]) == list(reported["accuracy"])  # the same steps, the same values
+        assert list(mine["macs"]) == list(reported["macs"])
         assert (mine["param.pruning.criterion"] == trial.params["pruning.criterion"]).all()
         assert (mine["config.pruning.criterion"] == trial.params["pruning.criterion"]).all()
         assert (mine["config.model.name"] == "tiny_cnn").all()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from prunetune.results import load
+
 PRUNETUNE = [sys.executable, "-m", "prunetune.cli"]
 
 
@@ -87,7 +89,7 @@ def test_a_search_runs_on_a_two_node_ray_cluster_started_with_rays_cli(search_jo
                               capture_output=True, text=True, timeout=480, env=env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "2/2 finished" in done.stdout
-        trial_dirs = list((tmp_path / "runs" / "cluster").glob("trial_*/pipeline/rows.parquet"))
-        assert len(trial_dirs) >= 2
+        rows = load("cluster", str(tmp_path / "runs"))
+        assert rows["trial"].nunique() == 2 and (rows["checkpoint"] != "").any()
     finally:
         _stop_cluster(temp_dir)

@@ -1,23 +1,25 @@
 """End-to-end searches in the test session's Ray (tiny models, a few trials each)."""
 
-import pandas as pd
+from pathlib import Path
+
 import pytest
 from optuna.trial import TrialState
 
+from prunetune.baseline import prepare_baseline
 from prunetune.errors import UserError
+from prunetune.pruning.persist import load_pruned
+from prunetune.results import load
+from prunetune.results.store import CHECKPOINT_MODEL
 from prunetune.search import run_search, search_status
 from prunetune.search.study import open_study, study_storage
 from prunetune.search.objectives import OBJECTIVES
 from prunetune.spaces import load_search
+from prunetune.training import evaluate
+from tests.ray_records import ray_results
 
 
 def _study(outcome, job):
     return open_study(study_storage(job.storage.study_url, outcome.home), outcome.name, OBJECTIVES[job.search.objectives])
-
-
-def _rows(outcome, ray_trial_id):
-    (path,) = outcome.home.glob(f"*{ray_trial_id}*/pipeline/rows.parquet")
-    return pd.read_parquet(path)
 
 
 def test_multi_objective_search_keeps_infeasible_trials_off_the_front(ray_session, search_job):
@@ -33,7 +35,7 @@ def test_multi_objective_search_keeps_infeasible_trials_off_the_front(ray_sessio
     assert study.best_trials
     for best in study.best_trials:
         assert best.params["stop.min_accuracy"] == 0.0
-        rows = _rows(outcome, best.user_attrs["ray_trial_id"])
+        rows = ray_results(outcome.home, best.user_attrs["ray_trial_id"])
         feasible = rows[rows["feasible"]]
         assert ((feasible["accuracy"] == best.values[0]) & (feasible["macs"] == best.values[1])).any()
     assert search_status(outcome.name, job.storage.root).summary.finished == 4
@@ -61,3 +63,21 @@ def test_searching_a_baseline_setting_is_refused_before_ray_starts(search_job):
     job, space = load_search(search_job("shared"), ["baseline.epochs={choice: [1, 2]}"])
     with pytest.raises(UserError, match="baseline.epochs cannot be searched"):
         run_search(job, space, verbose=0)
+
+
+def test_trials_in_a_reused_worker_keep_their_own_steps_and_models(ray_session, search_job):
+    """reuse_actors (the default): later trials run in a finished trial's worker process."""
+    job, space = load_search(search_job("reuse", trials=3), ["search.max_concurrent_trials=1"])
+    assert job.search.reuse_actors
+    outcome = run_search(job, space, verbose=0)
+    rows = load("reuse", job.storage.root)
+    assert rows["trial"].nunique() == 3
+    workers = {int(ray_results(outcome.home, trial_id)["pid"].iloc[0]) for trial_id in rows["trial_id"].unique()}
+    assert len(workers) < 3, "no worker was reused"
+    baseline = prepare_baseline(job)
+    feasible = rows[rows["feasible"]]
+    assert len(feasible) == len(rows)  # min_accuracy 0: every step keeps its model
+    for _, row in feasible.iterrows():
+        model = load_pruned(Path(row["checkpoint"]) / CHECKPOINT_MODEL).model
+        assert sum(p.numel() for p in model.parameters()) == row["params"]
+        assert evaluate(model, baseline.loaders.val, baseline.runtime).accuracy == pytest.approx(row["accuracy"])
