@@ -207,12 +207,13 @@ def status(
 
 def _print_outcome(outcome, final: bool = True) -> None:
     from prunetune.results import front_table, load, pareto_front
+    from prunetune.results.store import STORE_NAME
 
     summary = outcome.summary
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
               f"step, {summary.no_feasible_step} without), {summary.failed} failed, {summary.running} running",
               highlight=False)
-    store = outcome.home / "results.parquet"
+    store = outcome.home / STORE_NAME
     rows = load(store) if store.is_file() else None
     if rows is not None and not rows.empty:
         front = front_table(pareto_front(rows))

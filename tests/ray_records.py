@@ -1,5 +1,6 @@
 """Ray's own per-trial record (``result.json``, one line per report), read independently of prunetune."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -8,3 +9,17 @@ import pandas as pd
 def ray_results(experiment_dir: Path, ray_trial_id: str) -> pd.DataFrame:
     (path,) = Path(experiment_dir).glob(f"*{ray_trial_id}*/result.json")
     return pd.read_json(path, lines=True, precise_float=True)
+
+
+def ray_steps(experiment_dir: Path) -> set[tuple[str, int]]:
+    """(Ray trial id, step) of every step report in the experiment's ``result.json`` files."""
+    steps = set()
+    for path in Path(experiment_dir).glob("*/result.json"):
+        for line in path.read_text().splitlines():
+            try:
+                result = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line a killed driver left half written
+            if "step" in result:
+                steps.add((result["trial_id"], int(result["step"])))
+    return steps

@@ -14,7 +14,7 @@ from prunetune.errors import UserError
 from prunetune.results.store import CHECKPOINT_MODEL, STORE_NAME, Store, read_store, rows_from_experiment
 from prunetune.search.home import SearchHome, is_uri, open_home
 from prunetune.search.objectives import OBJECTIVES
-from prunetune.search.study import open_study, study_storage, trial_number
+from prunetune.search.study import open_study, study_storage, trial_numbers
 
 
 def open_search(experiment: str | Path, root: str = "runs") -> SearchHome:
@@ -38,9 +38,9 @@ def rebuild(saved: SearchHome) -> pd.DataFrame:
     if not Path(saved.experiment).is_dir():
         raise UserError(f"{saved.name}: neither {saved.home / STORE_NAME} nor Ray's experiment folder "
                         f"{saved.experiment} exists")
-    study = open_search_study(saved)
-    store = Store(saved.home / STORE_NAME, rows=rows_from_experiment(
-        Path(saved.experiment), saved.name, saved.job, saved.space, lambda trial_id: trial_number(study, trial_id)))
+    numbers = trial_numbers(open_search_study(saved))
+    store = Store(saved.home / STORE_NAME)  # a journal's rows, when only the journal survived
+    store.merge(rows_from_experiment(Path(saved.experiment), saved.name, saved.job, saved.space, numbers.get))
     store.write()
     return store.frame()
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from ray import tune
 
 from prunetune.config import JobConfig
-from prunetune.results.store import STORE_NAME, Store, make_row
-from prunetune.search.home import is_uri
-from prunetune.search.study import error_key, trial_number
+from prunetune.results.store import STORE_NAME, Store, make_row, rows_from_experiment
+from prunetune.search.home import experiment_path, is_uri
+from prunetune.search.study import error_key, trial_number, trial_numbers
 
 
 class ErrorRecorder(tune.Callback):
@@ -35,13 +35,27 @@ class ErrorRecorder(tune.Callback):
 
 
 class ResultsRecorder(tune.Callback):
-    """Adds each reported step to the search's ``results.parquet`` as it arrives."""
+    """Adds each reported step to the search's ``results.parquet`` as it arrives.
+
+    The store writes when a write is due (see ``results/store.py``); this callback also
+    writes on the controller's steps, when a trial ends and when the search ends, and at
+    the start of a run (fresh or resumed) adds the rows Ray recorded that the store lacks.
+    """
 
     def __init__(self, home: Path, name: str, root: str, job: JobConfig, space, study) -> None:
         self.store = Store(home / STORE_NAME)
         self.name, self.root, self.job, self.space, self.study = name, root, job, space, study
         self.numbers: dict[str, int | None] = {}
         self.resolved: dict[str, JobConfig] = {}  # a trial's config is fixed: apply the space once per trial
+
+    def setup(self, **info) -> None:
+        # A driver killed between two writes leaves rows only in Ray's result.json files.
+        experiment = Path(experiment_path(self.root, self.name))
+        if is_uri(self.root) or not experiment.is_dir():
+            return
+        numbers = trial_numbers(self.study)
+        self.store.merge(rows_from_experiment(experiment, self.name, self.job, self.space, numbers.get))
+        self.store.flush()
 
     def _checkpoint(self, trial, result: dict) -> str | None:
         # Ray persists a reported checkpoint before the result reaches the driver, and names
@@ -61,6 +75,18 @@ class ResultsRecorder(tune.Callback):
             self.resolved[trial.trial_id] = self.space.apply(self.job, trial.config)
         self.store.put(make_row(self.name, self.numbers[trial.trial_id], trial.trial_id, result, trial.config,
                                 self.resolved[trial.trial_id], self._checkpoint(trial, result)))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self.store.write_if_due()
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        self.store.flush()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.store.flush()
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self.store.flush()
 
 
 class ProgressPrinter(tune.Callback):

@@ -36,10 +36,13 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Object
 
 def trial_number(study: optuna.Study, trial_id: str) -> int | None:
     """The Optuna trial number the searcher gave Ray trial ``trial_id``."""
-    for frozen in study.get_trials(deepcopy=False):
-        if frozen.user_attrs.get(RAY_ID) == trial_id:
-            return frozen.number
-    return None
+    return trial_numbers(study).get(trial_id)
+
+
+def trial_numbers(study: optuna.Study) -> dict[str, int]:
+    """Ray trial id -> Optuna trial number, for every trial of the study (the newest record wins)."""
+    return {frozen.user_attrs[RAY_ID]: frozen.number for frozen in study.get_trials(deepcopy=False)
+            if RAY_ID in frozen.user_attrs}
 
 
 def error_key(number: int) -> str:

@@ -16,6 +16,7 @@ from prunetune.cli import app
 from prunetune.results import export_model, load, pareto_front, rebuild
 from prunetune.results.experiment import open_search, open_search_study
 from prunetune.search import run_search
+from prunetune.search.recording import ResultsRecorder
 from prunetune.spaces import load_search
 from tests.conftest import SEARCH_JOB
 from tests.ray_records import ray_results
@@ -77,6 +78,20 @@ def test_a_lost_store_is_rebuilt_from_rays_trial_folders(searched):
                                   rebuilt.sort_values(key).reset_index(drop=True)[sorted(live.columns)],
                                   check_dtype=False)
     assert len(rebuild(open_search("res", job.storage.root))) == len(live)
+
+
+def test_a_starting_search_adds_the_rows_ray_recorded_that_its_store_lacks(searched):
+    job, outcome = searched
+    live = load("res", job.storage.root)
+    live.drop(index=[0, len(live) - 1]).to_parquet(outcome.home / "results.parquet", index=False)
+    saved = open_search("res", job.storage.root)
+    recorder = ResultsRecorder(saved.home, saved.name, saved.root, saved.job, saved.space, open_search_study(saved))
+    recorder.setup()  # what Ray calls when a search starts or resumes
+    caught_up = load("res", job.storage.root)
+    key = ["trial", "step"]
+    pd.testing.assert_frame_equal(live.sort_values(key).reset_index(drop=True)[sorted(live.columns)],
+                                  caught_up.sort_values(key).reset_index(drop=True)[sorted(live.columns)],
+                                  check_dtype=False)
 
 
 def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(searched, tmp_path):

@@ -6,10 +6,12 @@ import textwrap
 import threading
 
 import pandas as pd
+import pytest
 
 from prunetune.config import load_config
 from prunetune.pipeline.rows import ROW_COLUMNS
-from prunetune.results.store import Store, config_columns, make_row
+from prunetune.results import load
+from prunetune.results.store import Store, config_columns, journal_path, make_row
 
 
 def _row(trial_id, step, accuracy=0.9):
@@ -18,9 +20,10 @@ def _row(trial_id, step, accuracy=0.9):
             "payload": "x" * 2000}
 
 
-def test_a_concurrent_reader_never_sees_a_torn_or_shrinking_store(tmp_path):
+@pytest.mark.parametrize("write_share", [1.0, 0.1], ids=["rewrite-every-row", "journal-between-rewrites"])
+def test_a_concurrent_reader_never_sees_a_torn_or_shrinking_store(tmp_path, write_share):
     path = tmp_path / "results.parquet"
-    store = Store(path)
+    store = Store(path, write_share=write_share)  # 1.0: every put rewrites the file, 400 renames under the reader
     store.put(_row("t0", 0))
     reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         from prunetune.results import load
@@ -46,7 +49,9 @@ def test_a_concurrent_reader_never_sees_a_torn_or_shrinking_store(tmp_path):
     output, errors = reader.communicate(timeout=120)
     assert reader.returncode == 0, errors
     assert int(output) > 1  # it read while the writer was writing
+    store.flush()
     assert len(pd.read_parquet(path)) == 400
+    assert not journal_path(path).exists()
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
 
@@ -58,8 +63,57 @@ def test_the_store_reloads_from_its_file_when_unpickled_and_replaces_a_reported_
     frozen = pickle.dumps(store)  # what Ray keeps of the callback at the start of the run
     store.put(_row("t1", 2))
     store.put(_row("t1", 2, accuracy=0.5))  # a step reported again (a restored trial) replaces the row
+    store.flush()  # as the search's callback does when a trial or the search ends
     restored = pickle.loads(frozen)
     assert [(r["step"], r["accuracy"]) for r in restored.frame().to_dict("records")] == [(1, 0.9), (2, 0.5)]
+
+
+def test_a_store_whose_writes_take_time_writes_at_most_its_share_and_flush_writes_the_rest(tmp_path, monkeypatch):
+    import prunetune.results.store as store_module
+
+    original, writes = store_module.write_atomic, []
+
+    def counted(path, write):
+        writes.append(path)
+        original(path, write)
+
+    monkeypatch.setattr(store_module, "write_atomic", counted)
+    store = Store(tmp_path / "results.parquet", write_share=0.1)
+    for index in range(200):  # a burst: a write costs far more than the gap to the next row
+        store.put(_row(f"t{index % 5}", index))
+    assert 1 <= len(writes) < 20
+    store.flush()
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 200
+    count = len(writes)
+    store.flush()  # nothing new since: no write
+    store.write_if_due()
+    assert len(writes) == count
+
+
+def test_rows_a_killed_driver_had_only_journaled_are_read_and_kept(tmp_path):
+    path = tmp_path / "results.parquet"
+    store = Store(path, write_share=1e-6)  # after the first row, rewrites are never due
+    for index in range(5):
+        store.put(_row("t1", index, accuracy=0.5 + index / 10))
+    with journal_path(path).open("a") as journal:
+        journal.write('{"trial_id": "t1", "step": 9, "accur')  # the kill cut this line short
+    assert len(pd.read_parquet(path)) == 1  # the file itself has only the first row
+    assert list(load(str(path))["step"]) == [0, 1, 2, 3, 4]  # readers see the journal too
+    restarted = Store(path)  # a resumed driver
+    assert [(r["step"], r["accuracy"]) for r in restarted.frame().to_dict("records")] == \
+        [(index, 0.5 + index / 10) for index in range(5)]
+    restarted.flush()
+    assert len(pd.read_parquet(path)) == 5 and not journal_path(path).exists()
+
+
+def test_a_store_adds_only_the_rows_it_lacks_from_another_record(tmp_path):
+    store = Store(tmp_path / "results.parquet")
+    store.put(_row("t1", 1, accuracy=0.9))
+    added = store.merge([_row("t1", 1, accuracy=0.1), _row("t1", 2, accuracy=0.8)])
+    store.flush()
+    assert added == 1
+    assert [(r["step"], r["accuracy"]) for r in pd.read_parquet(tmp_path / "results.parquet").to_dict("records")] \
+        == [(1, 0.9), (2, 0.8)]
 
 
 def test_a_row_holds_the_step_the_searched_params_and_the_resolved_config():

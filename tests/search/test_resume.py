@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from prunetune.results import load
+from tests.ray_records import ray_steps
 
 PRUNETUNE = [sys.executable, "-m", "prunetune.cli"]
 
@@ -63,6 +64,9 @@ def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_jo
     assert all(dict((n, s) for n, s, _ in trials)[n] == state for n, state in before.items())  # earlier results kept
     assert not [n for n, state, _ in trials if state == "RUNNING"]
     assert "4/4 finished" in resumed.stdout
+    rows = load("res", str(root))
+    # Nothing Ray recorded is missing (after a hard kill Ray's copy can be the older one).
+    assert ray_steps(root / "res") <= set(zip(rows["trial_id"], rows["step"].astype(int)))
 
 
 def _stop_cluster(temp_dir: str) -> None:
