@@ -9,6 +9,7 @@ by their config hash.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -39,6 +40,31 @@ def _with_local_baseline(config: JobConfig, files: dict[str, bytes]) -> JobConfi
     return local
 
 
+def scratch_folder(base: Path | None = None) -> tempfile.TemporaryDirectory:
+    """A trial's scratch folder, named after its worker process.
+
+    A worker killed mid-trial (Ray's out-of-memory killer, a killed search) never removes
+    its folder, which may hold step models: those of dead processes are removed here first.
+    """
+    base = base or Path(tempfile.gettempdir()) / "prunetune-trials"
+    base.mkdir(parents=True, exist_ok=True)
+    for folder in base.iterdir():
+        owner = folder.name.split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=base)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None:
     """One pipeline run; a step's model goes out as a Ray checkpoint (``model.pt``) when kept.
 
@@ -51,7 +77,7 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     # through Ray (each result -> the results store, each kept model -> a checkpoint),
     # which works on any node and storage. Ray's trial folder is no place for it: a
     # worker reused for a later trial (reuse_actors) still reports the first trial's.
-    with tempfile.TemporaryDirectory(prefix="prunetune-trial-") as scratch:
+    with scratch_folder() as scratch:
         directory = Path(scratch)
 
         def report(row: dict) -> None:
