@@ -25,12 +25,14 @@ QUICK = {
                 "--repeats", "10"],
     "trial_overhead": ["--trials", "4"],
     "search_quality": ["--trials", "4", "--seeds", "0", "--samplers", "tpe,random"],
+    "store_writes": ["--sizes", "300,1000"],
 }
 FULL = {
     "pipeline_phases": [],
     "latency": [],
     "trial_overhead": [],
     "search_quality": [],
+    "store_writes": [],
     "gpu_packing": [],
 }
 
