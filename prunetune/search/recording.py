@@ -49,7 +49,8 @@ class ResultsRecorder(tune.Callback):
         self.resolved: dict[str, JobConfig] = {}  # a trial's config is fixed: apply the space once per trial
 
     def setup(self, **info) -> None:
-        # A driver killed between two writes leaves rows only in Ray's result.json files.
+        # Rows Ray has and the store lacks (a store file deleted or copied back older): the
+        # store's own rows win, since after a hard kill Ray's copies can be the older ones.
         experiment = Path(experiment_path(self.root, self.name))
         if is_uri(self.root) or not experiment.is_dir():
             return

@@ -86,7 +86,7 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
             if kept is None:
                 tune.report(metrics)
                 return
-            with tempfile.TemporaryDirectory() as staging:
+            with tempfile.TemporaryDirectory(dir=directory) as staging:  # inside: a dead worker's goes too
                 shutil.copy2(directory / kept, Path(staging) / CHECKPOINT_MODEL)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
 
