@@ -176,7 +176,7 @@ def search(
     resolve(job.model.name)
     out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
-    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address))
+    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=_print_epoch))
 
 
 @app.command()

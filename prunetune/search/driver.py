@@ -19,7 +19,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from prunetune.baseline import prepare_baseline
+from prunetune.baseline import EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.errors import UserError
 from prunetune.search.objectives import OBJECTIVES, make_sampler
@@ -79,8 +79,11 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
 
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
-               address: str | None = None, verbose: int = 1) -> SearchOutcome:
-    """Start a new search; refuses a name that already has one (use ``resume_search``)."""
+               address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None) -> SearchOutcome:
+    """Start a new search; refuses a name that already has one (use ``resume_search``).
+
+    ``on_epoch`` sees each epoch of the baseline when the search has to train it first.
+    """
     _check_space(space)
     name = name or config.name
     root = absolute_root(config.storage.root)
@@ -90,7 +93,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         raise UserError(f"a search named {name!r} already exists under {root}; resume it with "
                         f"`prunetune resume {name}` or choose another --name")
     num_samples = num_samples or config.search.num_samples
-    baseline = prepare_baseline(config)  # once, on the driver
+    baseline = prepare_baseline(config, on_epoch)  # once, on the driver
     home.mkdir(parents=True, exist_ok=True)
     (home / "space.pkl").write_bytes(pickle.dumps(space))
     (home / "search.json").write_text(json.dumps({"name": name, "job": config.to_dict(), "num_samples": num_samples,

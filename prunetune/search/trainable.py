@@ -9,6 +9,7 @@ by their config hash.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -71,6 +72,8 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     ``storage.step_models``: "feasible" checkpoints every feasible step, so any point of
     the front can be exported; "best" only the trial's new best steps.
     """
+    # Ray logs every persisted checkpoint at INFO from the worker; the driver's progress line says it already.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     config = _with_local_baseline(space.apply(JobConfig.from_dict(job), params), baseline)
     every_step = config.storage.step_models == "feasible"
     # The pipeline's folder is scratch on the worker: everything that must last leaves

@@ -64,6 +64,7 @@ def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_jo
     assert all(dict((n, s) for n, s, _ in trials)[n] == state for n, state in before.items())  # earlier results kept
     assert not [n for n, state, _ in trials if state == "RUNNING"]
     assert "4/4 finished" in resumed.stdout
+    assert "Checkpoint successfully created" not in resumed.stdout + resumed.stderr  # Ray's per-checkpoint INFO line
     rows = load("res", str(root))
     # Nothing Ray recorded is missing (after a hard kill Ray's copy can be the older one).
     assert ray_steps(root / "res") <= set(zip(rows["trial_id"], rows["step"].astype(int)))
@@ -93,6 +94,7 @@ def test_a_search_runs_on_a_two_node_ray_cluster_started_with_rays_cli(search_jo
                               capture_output=True, text=True, timeout=480, env=env)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "2/2 finished" in done.stdout
+        assert "[baseline | epoch 2/2]" in done.stdout  # the driver trains the baseline first, with progress
         rows = load("cluster", str(tmp_path / "runs"))
         assert rows["trial"].nunique() == 2 and (rows["checkpoint"] != "").any()
     finally:
