@@ -96,11 +96,9 @@ class Store:
     def put(self, row: dict[str, Any]) -> None:
         self.rows[row_key(row)] = row
         self.unwritten = True
-        if time.monotonic() >= self.next_write:
-            self.write()
+        if self.write_if_due():
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.journal.open("a") as journal:
+        with self.journal.open("a") as journal:  # the folder exists: a store's first put always rewrites
             journal.write(json.dumps(row, default=_plain) + "\n")
 
     def merge(self, rows: list[dict[str, Any]]) -> int:
@@ -111,9 +109,11 @@ class Store:
         self.unwritten = self.unwritten or bool(missing)
         return len(missing)
 
-    def write_if_due(self) -> None:
+    def write_if_due(self) -> bool:
         if self.unwritten and time.monotonic() >= self.next_write:
             self.write()
+            return True
+        return False
 
     def flush(self) -> None:
         if self.unwritten:

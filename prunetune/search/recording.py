@@ -13,7 +13,7 @@ from ray import tune
 from prunetune.config import JobConfig
 from prunetune.results.store import STORE_NAME, Store, make_row, rows_from_experiment
 from prunetune.search.home import experiment_path, is_uri
-from prunetune.search.study import error_key, trial_number, trial_numbers
+from prunetune.search.study import TrialNumbers, error_key, trial_number, trial_numbers
 
 
 class ErrorRecorder(tune.Callback):
@@ -45,7 +45,7 @@ class ResultsRecorder(tune.Callback):
     def __init__(self, home: Path, name: str, root: str, job: JobConfig, space, study) -> None:
         self.store = Store(home / STORE_NAME)
         self.name, self.root, self.job, self.space, self.study = name, root, job, space, study
-        self.numbers: dict[str, int | None] = {}
+        self.number = TrialNumbers(study)
         self.resolved: dict[str, JobConfig] = {}  # a trial's config is fixed: apply the space once per trial
 
     def setup(self, **info) -> None:
@@ -70,11 +70,9 @@ class ResultsRecorder(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if "step" not in result:
             return
-        if self.numbers.get(trial.trial_id) is None:
-            self.numbers[trial.trial_id] = trial_number(self.study, trial.trial_id)
         if trial.trial_id not in self.resolved:
             self.resolved[trial.trial_id] = self.space.apply(self.job, trial.config)
-        self.store.put(make_row(self.name, self.numbers[trial.trial_id], trial.trial_id, result, trial.config,
+        self.store.put(make_row(self.name, self.number(trial.trial_id), trial.trial_id, result, trial.config,
                                 self.resolved[trial.trial_id], self._checkpoint(trial, result)))
 
     def on_step_end(self, iteration, trials, **info) -> None:
@@ -96,13 +94,10 @@ class ProgressPrinter(tune.Callback):
     # Prints through the builtin looked up at call time: Ray pickles callbacks into its
     # experiment state and may have replaced builtins.print, so a stored reference fails to pickle.
     def __init__(self, study) -> None:
-        self.study = study
-        self.numbers: dict[str, int | None] = {}
+        self.number = TrialNumbers(study)
 
     def _label(self, trial) -> str:
-        if self.numbers.get(trial.trial_id) is None:
-            self.numbers[trial.trial_id] = trial_number(self.study, trial.trial_id)
-        number = self.numbers[trial.trial_id]
+        number = self.number(trial.trial_id)
         return f"trial {number}" if number is not None else f"trial {trial.trial_id}"
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
@@ -110,8 +105,8 @@ class ProgressPrinter(tune.Callback):
             return
         verdict = "ok" if result["feasible"] else "below threshold, trial stops"
         print(f"{self._label(trial)} step {result['step']}: sparsity {result['sparsity']:.3f}, "
-                        f"MACs {result['mac_ratio']:.1%}, accuracy {result['pre_accuracy']:.4f} -> "
-                        f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
+              f"MACs {result['mac_ratio']:.1%}, accuracy {result['pre_accuracy']:.4f} -> "
+              f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         print(f"{self._label(trial)} finished")

@@ -45,6 +45,22 @@ def trial_numbers(study: optuna.Study) -> dict[str, int]:
             if RAY_ID in frozen.user_attrs}
 
 
+class TrialNumbers:
+    """Ray trial id -> Optuna trial number, asked of the study until the searcher has recorded it."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.known: dict[str, int] = {}
+
+    def __call__(self, trial_id: str) -> int | None:
+        if trial_id not in self.known:
+            number = trial_number(self.study, trial_id)
+            if number is None:
+                return None
+            self.known[trial_id] = number
+        return self.known[trial_id]
+
+
 def error_key(number: int) -> str:
     return f"trial_{number}_error"
 
