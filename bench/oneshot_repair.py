@@ -53,9 +53,10 @@ def main() -> None:
                 stats = collect_stats(model, pruner.groups(), loaders.calibration, runtime, batches) \
                     if pruner.criterion.needs_stats else None
                 pruner.step(sparsity, stats=stats)
-                repair(kind, RepairContext(model, runtime, loaders.calibration, pruning.recalibration_samples,
-                                           loaders.calibration, batches, reference, pruner.kept_channels(),
-                                           pruning.asr_lambda))
+                repair(kind, RepairContext(
+                    model=model, runtime=runtime, recalibration=loaders.calibration,
+                    samples=pruning.recalibration_samples, calibration=loaders.calibration, calibration_batches=batches,
+                    reference=reference, kept=pruner.kept_channels(), asr_lambda=pruning.asr_lambda))
                 cells.append(evaluate(model, loaders.val, runtime).accuracy)
             rows.append((criterion, sparsity, cells))
             print(criterion, sparsity, " ".join(f"{c:.4f}" for c in cells), flush=True)

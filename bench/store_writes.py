@@ -22,8 +22,8 @@ from pathlib import Path
 from common import write_outputs
 
 from prunetune.config import load_config
-from prunetune.pipeline.rows import ROW_COLUMNS
 from prunetune.results.store import Store, make_row
+from prunetune.step_row import ROW_COLUMNS
 
 ARRIVING = 200
 

@@ -1,7 +1,11 @@
 """prunetune: search the best way to prune a convolutional network with Ray Tune and Optuna.
 
 Layers, lowest first (a lower one never imports a higher one): ``config`` -> ``data``,
-``models`` -> ``pruning`` -> ``pipeline`` -> ``search`` / ``spaces`` -> ``results``.
+``models`` -> ``pruning`` -> ``pipeline`` -> ``search`` / ``spaces`` -> ``results``. ``results``
+reads what ``search`` writes but never imports it: what both need (the home folder's
+layout, the study, the report row's columns, the objectives, wrapped private APIs) lives
+in low modules, ``home``, ``study``, ``step_row``, ``objectives``, ``internals``, that
+import neither torch nor Ray.
 """
 
 from prunetune.config import JobConfig, load_config

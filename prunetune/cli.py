@@ -60,10 +60,8 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Train (or reuse) the unpruned model, evaluate it, write model.pt and baseline.json."""
     from prunetune.baseline import prepare_baseline
     from prunetune.config import load_config
-    from prunetune.models import resolve
 
     job = load_config(config, overrides or [])
-    resolve(job.model.name)  # an unknown model fails here, before any data is built
     out.print(f"baseline: {job.model.name} on {job.data.name} ({job.data.image_size}px), "
               f"{job.baseline.epochs} epochs")
     result = prepare_baseline(job, on_epoch=_print_epoch)
@@ -101,17 +99,17 @@ def run_pipeline(
 ) -> None:
     """Run the prune-and-recover pipeline once, without Ray: one row per step, a results table."""
     from prunetune.config import load_config
-    from prunetune.models import resolve
+    from prunetune.objectives import OBJECTIVES
     from prunetune.pipeline import run
 
     job = load_config(config, overrides or [])
-    resolve(job.model.name)
     pruning = job.pruning
     out.print(f"run: {job.model.name} on {job.data.name} ({job.data.image_size}px) | scope {pruning.scope}, "
               f"criterion {pruning.criterion}, schedule {pruning.schedule.kind}, repair {pruning.repair}"
               f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
+    # A single run ranks and times its steps as a search of this job would.
     result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
-                 on_baseline=_print_baseline)
+                 on_baseline=_print_baseline, objective=OBJECTIVES.get(job.search.objectives))
     out.print(results_table(result))
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
@@ -168,12 +166,10 @@ def search(
     storage: Annotated[str | None, typer.Option(help="storage root: a folder, NFS path or URI (s3://...)")] = None,
 ) -> None:
     """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
-    from prunetune.models import resolve
     from prunetune.search import run_search
     from prunetune.spaces import load_search
 
     job, space = load_search(config, list(overrides or []) + ([f"storage.root={storage}"] if storage else []))
-    resolve(job.model.name)
     out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
     _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=_print_epoch))
@@ -207,7 +203,7 @@ def status(
 
 def _print_outcome(outcome, final: bool = True) -> None:
     from prunetune.results import front_table, load, pareto_front
-    from prunetune.results.store import STORE_NAME
+    from prunetune.home import STORE_NAME
 
     summary = outcome.summary
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
@@ -359,26 +355,27 @@ def reference() -> None:
 @app.command("list")
 @user_facing
 def list_names(
-    what: Annotated[str, typer.Argument(help="datasets or models")],
+    what: Annotated[str | None, typer.Argument(help="a kind of plugin (default: every kind)")] = None,
 ) -> None:
-    """List the registered datasets, or the models prunetune can build by name."""
+    """List what each registry holds: datasets, models, criteria, schedules, repairs, objectives, samplers, ..."""
     from prunetune.errors import UserError
+    from prunetune.registry import LISTED
 
-    if what == "datasets":
-        from prunetune.data import DATASETS
-
-        out.print("\n".join(DATASETS.names()))
-    elif what == "models":
+    if what is not None and what not in LISTED:
+        raise UserError(f"list: unknown kind {what!r}; known: {', '.join(LISTED)}")
+    for kind, names in LISTED.items():
+        if what in (None, kind):
+            out.print(f"{kind}:", highlight=False, markup=False)
+            width = max(map(len, names.names()), default=0)
+            for name in names:
+                out.print(f"  {name:<{width}}  {names.describe(name)}".rstrip(), highlight=False, markup=False)
+    if what in (None, "models"):
         import torchvision
 
-        from prunetune.models import MODELS
-
-        out.print("prunetune: " + ", ".join(MODELS.names()), highlight=False)
-        out.print("torchvision: " + ", ".join(torchvision.models.list_models(module=torchvision.models)), highlight=False)
-        out.print("timm: any name from timm.list_models(), e.g. resnet18, efficientnet_b0 (prefix 'timm:' to choose)",
-                  highlight=False)
-    else:
-        raise UserError(f"list: unknown kind {what!r}; known: datasets, models")
+        out.print("  torchvision: " + ", ".join(torchvision.models.list_models(module=torchvision.models)),
+                  highlight=False, markup=False)
+        out.print("  timm: any name from timm.list_models(), e.g. resnet18, efficientnet_b0 (prefix 'timm:' to choose)",
+                  highlight=False, markup=False)
 
 
 def main() -> None:

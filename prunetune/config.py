@@ -18,21 +18,29 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from prunetune.errors import ConfigError, UnknownNameError
+from prunetune import registry
+from prunetune.errors import ConfigError, UnknownNameError, UserError
 from prunetune.registry import Registry
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
-def _dataset_registry() -> Registry:
-    from prunetune.data.registry import DATASETS
+def registered(names: Registry) -> Any:
+    """A name field checked against ``names`` when validated; the reference lists its entries."""
 
-    return DATASETS
+    def known(name: str) -> str:
+        if name not in names:
+            raise UnknownNameError(names.kind, name, names.names())
+        return name
+
+    return Annotated[str, AfterValidator(known), names]
 
 
-def _known_dataset(name: str) -> str:
-    if name not in _dataset_registry():
-        raise UnknownNameError("dataset", name, _dataset_registry().names())
+def _known_model(name: str) -> str:
+    # Looked up, never built; imported here because the model builders import torch.
+    from prunetune.models import resolve
+
+    resolve(name)
     return name
 
 
@@ -41,9 +49,7 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    name: Annotated[str, AfterValidator(_known_dataset)] = Field(
-        "digits", description="a registered dataset: cifar10, cifar100, digits, imagefolder, shapes"
-    )
+    name: registered(registry.DATASETS) = Field("digits", description="a registered dataset")
     root: str | None = Field(None, description="local folder for cifar10/cifar100/imagefolder; never downloaded")
     image_size: int = Field(32, ge=8, le=1024, description="side of the square input images")
     channels: Literal[1, 3] = Field(3, description="image channels fed to the model")
@@ -63,7 +69,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field(
+    name: Annotated[str, AfterValidator(_known_model)] = Field(
         "mobilenet_v3_small",
         description="torchvision or timm model name (prefix 'torchvision:' or 'timm:' to choose), "
         "a prunetune model, or 'package.module:callable'",
@@ -76,11 +82,11 @@ class ModelConfig(Section):
 
 class BaselineConfig(Section):
     epochs: int = Field(30, ge=0, description="0 evaluates model.checkpoint without training")
-    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="SGD uses Nesterov momentum")
+    optimizer: registered(registry.OPTIMIZERS) = Field("sgd", description="SGD uses Nesterov momentum")
     lr: float = Field(0.05, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(5e-4, ge=0.0)
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    lr_schedule: registered(registry.LR_SCHEDULES) = "cosine"
     warmup_epochs: int = Field(1, ge=0)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     recalibrate_bn: bool = Field(
@@ -90,7 +96,7 @@ class BaselineConfig(Section):
 
 class MacAwareConfig(Section):
     # seed 003 1.3.4: score = base^alpha * cost^beta (multiplicative) or base + beta * cost (additive)
-    base: Literal["l1", "l2", "bn_gamma", "taylor", "lamp", "random", "vbp"] = "l1"
+    base: registered(registry.CRITERIA) = Field("l1", description="the criterion it wraps (not mac_aware)")
     alpha: float = Field(1.0, ge=0.0)
     beta: float = 0.0
     mode: Literal["additive", "multiplicative"] = "multiplicative"
@@ -99,7 +105,7 @@ class MacAwareConfig(Section):
 
 
 class ScheduleConfig(Section):
-    kind: Literal["targets", "linear", "geometric", "one_shot", "mac_target"] = Field(
+    kind: registered(registry.SCHEDULES) = Field(
         "targets", description="how the sparsity steps are chosen"
     )
     targets: tuple[Fraction, ...] = Field((0.1, 0.2, 0.3), description="cumulative channel sparsities (targets)")
@@ -115,15 +121,15 @@ class ScheduleConfig(Section):
 
 
 class PruningConfig(Section):
-    scope: Literal["expand", "all"] = Field(
+    scope: registered(registry.SCOPES) = Field(
         "expand", description="expand: intermediate dimension only (seed 000 MLP-only); all: every prunable group"
     )
     include: tuple[str, ...] = Field((), description="module-name patterns added to the scope")
     exclude: tuple[str, ...] = Field((), description="module-name patterns removed from the scope")
-    criterion: Literal["l1", "l2", "bn_gamma", "taylor", "lamp", "random", "vbp", "mac_aware"] = Field(
+    criterion: registered(registry.CRITERIA) = Field(
         "l1", description="channel importance criterion"
     )
-    group_reduction: Literal["mean", "max", "sum", "first"] = Field(
+    group_reduction: registered(registry.REDUCTIONS) = Field(
         "mean", description="how magnitude scores of coupled layers combine"
     )
     mac_aware: MacAwareConfig = Field(default_factory=MacAwareConfig)
@@ -131,7 +137,7 @@ class PruningConfig(Section):
     round_to: int | None = Field(None, ge=1, description="keep channel counts multiples of this")
     max_layer_ratio: float = Field(0.9, gt=0.0, le=1.0, description="most of one group's channels pruned")
     compensation: bool = Field(False, description="fold pruned channels' means into the consumer (seed 003 1.5.1)")
-    repair: Literal["none", "bn", "layerwise", "asr"] = Field(
+    repair: registered(registry.REPAIRS) = Field(
         "bn", description="after each prune: nothing, BN recalibration, layer-wise or ASR (seed 004) scaling + BN"
     )
     asr_lambda: float = Field(
@@ -148,12 +154,12 @@ class PruningConfig(Section):
 class RecoveryConfig(Section):
     epochs: int = Field(10, ge=0, description="most recovery epochs per step")
     patience: int | None = Field(3, ge=1, description="epochs without val improvement before stopping")
-    optimizer: Literal["sgd", "adamw"] = Field("adamw", description="recovery optimizer (rebuilt after every prune)")
+    optimizer: registered(registry.OPTIMIZERS) = Field("adamw", description="recovery optimizer (rebuilt after every prune)")
     lr: float = Field(1e-4, gt=0.0, description="learning rate below lr_high_threshold")
     lr_high: float | None = Field(None, gt=0.0, description="learning rate at or above lr_high_threshold")
     lr_high_threshold: Fraction | None = Field(None, description="target sparsity from which lr_high is used")
     weight_decay: float = Field(0.0, ge=0.0)
-    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="per-step learning-rate schedule")
+    lr_schedule: registered(registry.LR_SCHEDULES) = Field("constant", description="per-step learning-rate schedule")
     warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs at the start of each step")
     recalibrate_bn: bool = Field(True, description="re-estimate BatchNorm statistics (pruning.recalibration_split) "
                                  "after every recovery epoch, before it is evaluated")
@@ -203,10 +209,10 @@ class StopConfig(Section):
 
 class SearchConfig(Section):
     num_samples: int = Field(8, ge=1, description="trials to complete")
-    sampler: Literal["tpe", "nsga2", "gp", "random"] = Field("tpe", description="Optuna sampler")
+    sampler: registered(registry.SAMPLERS) = Field("tpe", description="Optuna sampler")
     sampler_seed: int | None = Field(None, description="seed of the sampler (default: seed); changing it "
                                      "alone reruns a search without retraining the baseline")
-    objectives: Literal["accuracy_macs", "accuracy_latency", "min_macs", "max_accuracy"] = Field(
+    objectives: registered(registry.OBJECTIVES) = Field(
         "accuracy_macs", description="accuracy_macs / accuracy_latency: two objectives (Pareto); the others: one"
     )
     max_concurrent_trials: int = Field(2, ge=1)
@@ -235,6 +241,10 @@ class RuntimeConfig(Section):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's)")
 
 
+# The fields that decide the baseline model: equal values share one baseline.
+BASELINE_FIELDS = ("seed", "data", "model", "baseline")
+
+
 class JobConfig(Section):
     name: str = Field("prunetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="name of the job / experiment")
     seed: int = Field(0, description="seeds data splits, initialisation, shuffling and the search")
@@ -258,7 +268,7 @@ class JobConfig(Section):
 
     def baseline_hash(self) -> str:
         """Hash of everything that decides the baseline model, so equal configs share one."""
-        decisive = {k: self.to_dict()[k] for k in ("seed", "data", "model", "baseline")}
+        decisive = {k: self.to_dict()[k] for k in BASELINE_FIELDS}
         return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -317,8 +327,9 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         known = _fields_at(loc[:-1])
         return path, f"unknown field; allowed fields here: {', '.join(known)}"
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), UnknownNameError):
-        return path, message
+    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), UserError):
+        # prunetune's own errors already name the bad value, and some the field too.
+        return path, message.removeprefix(f"{path}: ")
     return path, f"{message} (got {error.get('input')!r})"
 
 
@@ -344,7 +355,10 @@ def reference() -> list[tuple[str, str, str, str]]:
                 walk(annotation, f"{path}.")
                 continue
             default = field.get_default(call_default_factory=True)
-            if typing.get_origin(annotation) is Literal:
+            names = next((m for m in field.metadata if isinstance(m, Registry)), None)
+            if names is not None:
+                kind = f"{names.kind}: one of " + ", ".join(names.names())
+            elif typing.get_origin(annotation) is Literal:
                 kind = "one of " + ", ".join(str(choice) for choice in typing.get_args(annotation))
             else:
                 kind = getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

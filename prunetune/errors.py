@@ -45,3 +45,8 @@ class DataError(UserError):
 
 class ModelError(UserError):
     pass
+
+
+class UnknownModelError(ModelError, ValueError):
+    # Also a ValueError so that the model.name validator turns it into a field error.
+    pass

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunetune.registry import LR_SCHEDULES, OPTIMIZERS
 from prunetune.runtime import Runtime
+from prunetune.torch_tools import evaluation_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -27,26 +29,44 @@ class PassResult:
     samples: int
 
 
+@OPTIMIZERS.register("sgd")
+def sgd(params: list[nn.Parameter], lr: float, weight_decay: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay,
+                           foreach=True)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params: list[nn.Parameter], lr: float, weight_decay: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay); the fused kernel on CUDA."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {"foreach": True}))
+
+
 def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                    device: torch.device | None = None) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     fused = device is not None and device.type == "cuda"
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0,
-                               weight_decay=weight_decay, foreach=True)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **({"fused": True} if fused else {"foreach": True}))
-    raise ValueError(f"unknown optimizer {name!r}; known: adamw, sgd")
+    return OPTIMIZERS.get(name)(params, lr, weight_decay, momentum, fused)
+
+
+@LR_SCHEDULES.register("constant")
+def constant_lr(progress: float) -> float:
+    """The base learning rate throughout."""
+    return 1.0
+
+
+@LR_SCHEDULES.register("cosine")
+def cosine_lr(progress: float) -> float:
+    """Cosine decay from the base learning rate to 0 over the iterations after warm-up."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def lr_at(iteration: int, total: int, base_lr: float, schedule: str, warmup: int) -> float:
-    """Learning rate at ``iteration`` of ``total``: linear warm-up, then constant or cosine."""
+    """Learning rate at ``iteration`` of ``total``: linear warm-up, then the registered schedule."""
     if iteration < warmup:
         return base_lr * (iteration + 1) / warmup
-    if schedule == "cosine":
-        progress = (iteration - warmup) / max(1, total - warmup)
-        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return base_lr
+    progress = (iteration - warmup) / max(1, total - warmup)
+    return base_lr * LR_SCHEDULES.get(schedule)(progress)
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
@@ -97,20 +117,18 @@ def train_epoch(
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, runtime: Runtime) -> PassResult:
     """Cross-entropy and top-1 accuracy over ``loader`` in eval mode."""
-    was_training = model.training
-    model.eval()
     device = runtime.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     samples = 0
-    for images, labels in loader:
-        images, labels = _to(images, labels, runtime)
-        with runtime.autocast():
-            logits = model(images)
-        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
-        correct += (logits.argmax(1) == labels).sum()
-        samples += len(labels)
-    model.train(was_training)
+    with evaluation_mode(model):
+        for images, labels in loader:
+            images, labels = _to(images, labels, runtime)
+            with runtime.autocast():
+                logits = model(images)
+            loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+            samples += len(labels)
     return _result(loss_sum, correct, samples)
 
 

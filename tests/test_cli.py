@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+import typer.main
 from typer.testing import CliRunner
 
 from prunetune.cli import app
@@ -29,7 +30,11 @@ def _fails_cleanly(result, *fragments):
         assert fragment in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["baseline"], ["config"], ["list"]])
+# Read from the app, so a new command is covered without touching this test.
+COMMANDS = sorted(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)], ids=["prunetune", *COMMANDS])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -71,10 +76,44 @@ def test_config_prints_the_resolved_config(job_file):
     assert result.exit_code == 0 and "seed: 5" in result.output and "kd_temperature: 4.0" in result.output
 
 
+def _never(*args, **kwargs):
+    raise AssertionError("reached after the space should have been refused")
+
+
+def test_config_and_search_refuse_a_shared_field_alike_before_any_baseline_or_ray(tmp_path, monkeypatch):
+    monkeypatch.setattr("prunetune.search.driver.prepare_baseline", _never)
+    monkeypatch.setattr("prunetune.search.driver._init_ray", _never)
+    path = tmp_path / "shared.yaml"
+    path.write_text(f"storage:\n  root: {tmp_path / 'runs'}\nmodel:\n  name: tiny_cnn\n"
+                    "search:\n  space:\n    baseline.epochs: {choice: [1, 2]}\n")
+    checked, searched = (runner.invoke(app, [command, str(path)]) for command in ("config", "search"))
+    _fails_cleanly(checked, "search.space.baseline.epochs: ", "decide the baseline every trial shares",
+                   "baseline.epochs cannot be searched")
+    assert searched.exit_code == 2 and searched.output == checked.output
+    assert len(checked.output.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_config_refuses_an_unknown_model_in_one_line(job_file):
+    result = runner.invoke(app, ["config", str(job_file), "model.name=resnet181"])
+    _fails_cleanly(result, "model.name: unknown model 'resnet181'", "did you mean resnet18")
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_list_datasets_and_unknown_kind():
-    assert runner.invoke(app, ["list", "datasets"]).output.split() == ["cifar10", "cifar100", "digits", "imagefolder",
-                                                                       "shapes"]
-    _fails_cleanly(runner.invoke(app, ["list", "criteria"]), "unknown kind 'criteria'; known: datasets, models")
+    lines = runner.invoke(app, ["list", "datasets"]).output.splitlines()
+    assert lines[0] == "datasets:" and [line.split()[0] for line in lines[1:]] == ["cifar10", "cifar100", "digits",
+                                                                                  "imagefolder", "shapes"]
+    _fails_cleanly(runner.invoke(app, ["list", "kernels"]), "unknown kind 'kernels'; known: datasets, models, scopes, "
+                   "criteria, reductions, schedules, repairs, optimizers, lr-schedules, objectives, samplers")
+
+
+def test_list_shows_every_registry_with_its_names():
+    from prunetune.registry import LISTED
+
+    output = runner.invoke(app, ["list"]).output
+    for kind, names in LISTED.items():
+        assert f"{kind}:" in output
+        assert all(f"  {name} " in output or output.count(f"  {name}\n") for name in names.names()), kind
 
 
 def test_baseline_command_writes_run_directory_then_reuses_it(job_file, tmp_path):

@@ -76,8 +76,26 @@ def test_out_of_range_value_names_field_value_and_allowed_range():
 
 
 def test_bad_choice_lists_the_allowed_ones():
-    with pytest.raises(ConfigError, match=r"pruning.criterion: Input should be 'l1', 'l2'.*\(got 'l3'\)"):
+    with pytest.raises(ConfigError, match=r"runtime.precision: Input should be 'auto', 'fp32'.*\(got 'fp8'\)"):
+        load_config(None, ["runtime.precision=fp8"])
+
+
+def test_a_bad_plugin_name_lists_the_registrys_names():
+    with pytest.raises(ConfigError, match=r"pruning.criterion: unknown criterion 'l3'; known: bn_gamma, l1, l2, lamp, "
+                                          r"mac_aware, random, taylor, vbp$"):
         load_config(None, ["pruning.criterion=l3"])
+
+
+def test_an_unknown_model_name_is_a_config_error_naming_model_name():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["model.name=resnet181"])
+    ((path, message),) = caught.value.problems
+    assert path == "model.name" and message.startswith("unknown model 'resnet181'; did you mean resnet18")
+
+
+def test_a_search_space_only_job_still_loads_with_load_config():
+    # The CLI's plain config commands read search.space as an opaque mapping.
+    assert load_config(None, ["search.space.recovery.lr={loguniform: [1e-5, 1e-3]}"]).recovery.lr == 1e-4
 
 
 def test_unknown_field_lists_the_known_fields_of_its_section():

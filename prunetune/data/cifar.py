@@ -65,9 +65,11 @@ def _cifar(name: str, config, seed: int) -> Splits:
 
 @DATASETS.register("cifar10")
 def cifar10(config, seed: int) -> Splits:
+    """CIFAR-10 from its python pickles under data.root (never downloaded)."""
     return _cifar("cifar10", config, seed)
 
 
 @DATASETS.register("cifar100")
 def cifar100(config, seed: int) -> Splits:
+    """CIFAR-100 from its python pickles under data.root (never downloaded)."""
     return _cifar("cifar100", config, seed)

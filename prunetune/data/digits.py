@@ -16,6 +16,7 @@ from prunetune.data.registry import DATASETS, ImageTensors, Splits, in_memory_sp
 
 @DATASETS.register("digits")
 def digits(config, seed: int) -> Splits:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), embedded: the default."""
     bunch = load_digits()
     images = torch.from_numpy(bunch.images * (255.0 / 16.0)).round().to(torch.uint8).unsqueeze(1)
     images = resize_images(images, config.image_size, config.channels)

@@ -32,6 +32,7 @@ def _tree(root: Path, split: str, transform) -> datasets.ImageFolder:
 
 @DATASETS.register("imagefolder")
 def imagefolder(config, seed: int) -> Splits:
+    """data.root/train/<class>/*.jpg and data.root/val/<class>/*.jpg trees (VWW, an ImageNet subset, ...)."""
     if config.root is None:
         raise DataError("data.root: dataset 'imagefolder' needs a folder with train/ and val/; none given")
     root = Path(config.root).expanduser()

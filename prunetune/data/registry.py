@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from prunetune.registry import Registry
+from prunetune.registry import DATASETS
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,6 @@ class Splits:
 
 
 DatasetBuilder = Callable[..., Splits]
-DATASETS: Registry[DatasetBuilder] = Registry("dataset", home="prunetune.data")
 
 
 def build_splits(config, seed: int) -> Splits:

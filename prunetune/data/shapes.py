@@ -114,6 +114,7 @@ def generate(count: int, size: int, seed: int) -> ImageTensors:
 
 @DATASETS.register("shapes")
 def shapes(config, seed: int) -> Splits:
+    """Procedural coloured shapes on textured backgrounds (CIFAR-sized benchmark data, any size)."""
     # Train and val come from different generator streams, so no image is in both.
     train = generate(config.train_size or DEFAULT_TRAIN, config.image_size, seed * 2 + 1)
     val = generate(config.val_size or DEFAULT_VAL, config.image_size, seed * 2 + 2)

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from prunetune.errors import ModelError
+from prunetune.errors import ModelError, UnknownModelError
 from prunetune.models.zoo import MODELS
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
@@ -55,11 +55,11 @@ def resolve(name: str) -> tuple[str, str]:
     raise _unknown(name, f"unknown model {name!r}")
 
 
-def _unknown(name: str, what: str) -> ModelError:
+def _unknown(name: str, what: str) -> UnknownModelError:
     candidates = MODELS.names() + _torchvision_names()
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return ModelError(
+    return UnknownModelError(
         f"model.name: {what}{hint} Known: prunetune models ({', '.join(MODELS.names())}), torchvision "
         "classification builders (torchvision.models.list_models()), timm models (timm.list_models()), "
         "or 'package.module:callable'"

@@ -8,6 +8,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from prunetune.torch_tools import evaluation_mode
+
 
 @dataclass(frozen=True)
 class Complexity:
@@ -26,11 +28,7 @@ def measure(model: nn.Module, channels: int, image_size: int) -> Complexity:
     Torch-Pruning's counter sees modules only: functional calls (F.conv2d in a forward)
     are not counted.
     """
-    was_training = model.training
     device = next(model.parameters()).device
-    model.eval()
-    try:
+    with evaluation_mode(model):
         macs, params = tp.utils.count_ops_and_params(model, example_input(channels, image_size, device))
-    finally:
-        model.train(was_training)
     return Complexity(macs=int(macs), params=int(params))

@@ -16,6 +16,8 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from prunetune.torch_tools import evaluation_mode, forward_hooks
+
 WARMUP = 3
 
 
@@ -58,17 +60,10 @@ def layer_latencies(model: nn.Module, example: torch.Tensor, repeats: int = 10) 
         samples[module].append((time.perf_counter() - starts[module]) * 1e3)
 
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    handles = [m.register_forward_pre_hook(before) for m in layers] + [m.register_forward_hook(after) for m in layers]
-    was_training = model.training
-    model.eval()
-    try:
+    with forward_hooks(((m, after) for m in layers), pre_hooks=((m, before) for m in layers)), evaluation_mode(model):
         for _ in range(WARMUP):
             model(example)
         samples.clear()
         for _ in range(repeats):
             model(example)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
     return {module: statistics.median(times) for module, times in samples.items()}

@@ -13,9 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from prunetune.registry import Registry
+from prunetune.registry import MODELS
 
-MODELS: Registry[Callable[..., nn.Module]] = Registry("model", home="prunetune.models.zoo")
 
 
 def _conv_bn_act(inputs: int, outputs: int, kernel: int = 3, stride: int = 1, groups: int = 1, act=nn.ReLU):
@@ -74,6 +73,7 @@ def _classifier(features: int, hidden: int, num_classes: int) -> nn.Sequential:
 
 @MODELS.register("tiny_mobilenet")
 def tiny_mobilenet(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> nn.Module:
+    """Inverted residual blocks with squeeze-excitation (has an expand scope)."""
     w = width
     return nn.Sequential(
         _conv_bn_act(in_channels, w, 3, 2, act=nn.Hardswish),
@@ -88,6 +88,7 @@ def tiny_mobilenet(num_classes: int = 10, in_channels: int = 3, width: int = 16)
 
 @MODELS.register("tiny_resnet")
 def tiny_resnet(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> nn.Module:
+    """Basic residual blocks."""
     w = width
     return nn.Sequential(
         _conv_bn_act(in_channels, w, 3, 1),
@@ -102,6 +103,7 @@ def tiny_resnet(num_classes: int = 10, in_channels: int = 3, width: int = 16) ->
 
 @MODELS.register("tiny_cnn")
 def tiny_cnn(num_classes: int = 10, in_channels: int = 3, width: int = 16) -> nn.Module:
+    """A plain conv stack."""
     w = width
     return nn.Sequential(
         _conv_bn_act(in_channels, w),

@@ -1,4 +1,4 @@
-"""One report row per pruning step, the running best, and the rows' Parquet file.
+"""A run's report rows (``prunetune/step_row.py``), the running best in them, and their Parquet file.
 
 The *best feasible* step is the most pruned step whose accuracy is at or above the
 threshold: fewest MACs (lowest measured latency when the search optimises latency), ties
@@ -9,64 +9,15 @@ trial's outcome.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from prunetune.io import write_atomic
-from prunetune.models.complexity import Complexity
+from prunetune.step_row import PHASES, StepRow
 
-PHASES = ("stats", "scoring", "pruning", "repair", "training", "evaluation")
-
-
-@dataclass
-class StepRow:
-    step: int
-    target_sparsity: float
-    sparsity: float
-    masked: bool
-    macs: int
-    params: int
-    mac_ratio: float
-    param_ratio: float
-    pre_accuracy: float
-    accuracy: float
-    best_epoch: int
-    epochs_run: int
-    lr: float
-    threshold: float
-    feasible: bool
-    seconds: dict[str, float] = field(default_factory=dict)
-    best_step: int | None = None
-    best_accuracy: float = math.nan
-    best_macs: int | None = None
-    best_mac_ratio: float = math.nan
-    is_best: bool = False
-    baseline_accuracy: float = math.nan
-    baseline_macs: int | None = None
-    baseline_params: int | None = None
-    peak_memory_mb: float = math.nan  # CUDA: peak allocated during the step (NaN on CPU)
-    latency_ms: float = math.nan  # measured (latency section) when the search optimises latency
-    best_latency_ms: float = math.nan
-
-    @classmethod
-    def make(cls, step: int, target: float, sparsity: float, masked: bool, complexity: Complexity, dense: Complexity,
-             pre_accuracy: float, recovered, threshold: float, seconds: dict[str, float]) -> StepRow:
-        return cls(step=step, target_sparsity=target, sparsity=sparsity, masked=masked, macs=complexity.macs,
-                   params=complexity.params, mac_ratio=complexity.macs / dense.macs,
-                   param_ratio=complexity.params / dense.params, pre_accuracy=pre_accuracy,
-                   accuracy=recovered.accuracy, best_epoch=recovered.best_epoch, epochs_run=recovered.epochs_run,
-                   lr=recovered.lr, threshold=threshold, feasible=recovered.accuracy >= threshold,
-                   seconds={phase: seconds.get(phase, 0.0) for phase in PHASES})
-
-    def to_dict(self) -> dict:
-        flat = asdict(self)
-        seconds = flat.pop("seconds")
-        flat.update({f"seconds_{phase}": value for phase, value in seconds.items()})
-        flat["seconds_total"] = sum(seconds.values())
-        return flat
+__all__ = ["PHASES", "RunResult", "StepRow", "write_rows"]  # PHASES, StepRow re-exported for the pipeline's callers
 
 
 @dataclass
@@ -104,10 +55,6 @@ class RunResult:
     @property
     def best(self) -> StepRow | None:
         return next((r for r in self.rows if r.is_best and r.step == self.rows[-1].best_step), None)
-
-
-ROW_COLUMNS = (*(f.name for f in fields(StepRow) if f.name != "seconds"), *(f"seconds_{p}" for p in PHASES),
-               "seconds_total")
 
 
 def write_rows(path: Path, rows: list[StepRow]) -> None:

@@ -6,6 +6,9 @@ schedule step: calibration pass (statistics / input means / gradients, as the cr
 and compensation need) -> score -> compensate -> prune or mask -> repair -> evaluate ->
 recover -> evaluate -> one report row -> stop below the threshold. The row of the step
 that fell below is still reported (``feasible`` False) and never becomes the best.
+
+Read top to bottom: ``prepare_run`` (once), ``prune_step`` (one schedule step, returns its
+row), ``record_step`` (keep, save, report), and ``run``, the loop over the three.
 """
 
 from __future__ import annotations
@@ -15,29 +18,33 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import torch
 import yaml
+from torch import nn
 
 from prunetune.baseline import Baseline, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.io import write_atomic
-from prunetune.models.complexity import measure
+from prunetune.models.complexity import Complexity, measure
 from prunetune.models.latency import model_latency
+from prunetune.objectives import OBJECTIVES, Objective
 from prunetune.pipeline.losses import VarianceEntropy, group_l21
 from prunetune.pipeline.recovery import make_loss, recover
 from prunetune.pipeline.rows import RunResult, StepRow, write_rows
-from prunetune.pruning import (Pruner, RepairContext, dense_reference, repair, save_pruned, schedule_targets,
-                               solve_mac_target)
+from prunetune.pruning import (DenseReference, Pruner, RepairContext, dense_reference, repair, save_pruned,
+                               schedule_targets, solve_mac_target)
 from prunetune.pruning.masks import cut_copy, masked_complexity
+from prunetune.pruning.repair import get_repair
 from prunetune.pruning.statistics import collect_calibration, collect_gradients
 from prunetune.runtime import Runtime, seed_everything
 from prunetune.training import evaluate, recalibrate_batchnorm
 
 ReportCallback = Callable[[dict], None]
-VARIANCE_REPAIRS = ("layerwise", "asr")
+DEFAULT_OBJECTIVE = "accuracy_macs"  # what a run outside a search ranks its steps by
 
 
 def accuracy_threshold(config: JobConfig, baseline_accuracy: float) -> float:
@@ -100,126 +107,170 @@ def _sparse_pretraining(student, teacher, pruner: Pruner, baseline: Baseline, co
             start_accuracy=-1.0, on_epoch=on_epoch, epochs=recovery.sparse_pretrain_epochs)
 
 
-def _targets(config: JobConfig, student, example, stats) -> list[float]:
-    schedule = config.pruning.schedule
-    if schedule.kind != "mac_target":
-        return schedule_targets(schedule)
-    sparsity, _ = solve_mac_target(lambda m: Pruner(m, example, config.pruning, config.seed, config.latency), student,
-                                   config.data.channels, config.data.image_size, schedule.mac_target, stats=stats)
-    return schedule_targets(schedule, sparsity)
+def _targets(config: JobConfig, student, example, pruner: Pruner, baseline: Baseline) -> list[float]:
+    def solve() -> float:
+        stats = (collect_calibration(student, baseline.loaders.calibration, baseline.runtime,
+                                     config.pruning.calibration_batches, groups=pruner.groups())[0]
+                 if pruner.criterion.needs_stats else None)
+        sparsity, _ = solve_mac_target(lambda m: Pruner(m, example, config.pruning, config.seed, config.latency),
+                                       student, config.data.channels, config.data.image_size,
+                                       config.pruning.schedule.mac_target, stats=stats)
+        return sparsity
+
+    return schedule_targets(config.pruning.schedule, solve)
 
 
-def run(config: JobConfig, report: ReportCallback | None = None, directory: str | Path | None = None,
-        on_epoch: Callable[[dict], None] | None = None, on_baseline: Callable[[dict], None] | None = None,
-        save_steps: bool = False) -> RunResult:
-    """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step.
+@dataclass
+class PreparedRun:
+    """Everything the steps of one run share, set up once before the first cut."""
 
-    The run folder gets ``best.pt`` (the best feasible step) and ``last.pt``; with
-    ``save_steps`` also ``step.pt``, the latest feasible step's model, written before that
-    step is reported (a search checkpoints it).
-    """
-    directory = Path(directory) if directory is not None else run_directory(config)
-    directory.mkdir(parents=True, exist_ok=True)
+    config: JobConfig
+    objective: Objective
+    directory: Path
+    baseline: Baseline
+    teacher: nn.Module
+    student: nn.Module
+    example: torch.Tensor
+    dense: Complexity
+    pruner: Pruner
+    reference: DenseReference | None  # the dense model's moments, for repairs that need them
+    targets: list[float]
+    loss: Callable
+    entropy: VarianceEntropy | None
+    result: RunResult
+    clock: PhaseClock
+
+    @property
+    def recalibration(self):
+        loaders = self.baseline.loaders
+        return loaders.calibration if self.config.pruning.recalibration_split == "calibration" else loaders.val
+
+    def recalibrate_student(self) -> None:
+        recalibrate_batchnorm(self.student, self.recalibration, self.baseline.runtime,
+                              self.config.pruning.recalibration_samples)
+        if self.pruner.masks:
+            self.pruner.masks.apply()
+
+
+def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epoch=None,
+                on_baseline=None) -> PreparedRun:
+    """Baseline, threshold, teacher and student, pruner, dense reference, targets and the loss."""
     write_atomic(directory / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False)))
     baseline = prepare_baseline(config)
     runtime, loaders, pruning = baseline.runtime, baseline.loaders, config.pruning
     seed_everything(config.seed)
-
     teacher = baseline.model.eval().requires_grad_(False)
     student = copy.deepcopy(teacher).requires_grad_(True)
-    channels, size = config.data.channels, config.data.image_size
-    baseline_accuracy = baseline.record.accuracy
-    threshold = accuracy_threshold(config, baseline_accuracy)
-    dense = measure(teacher, channels, size)
+    threshold = accuracy_threshold(config, baseline.record.accuracy)
+    dense = measure(teacher, config.data.channels, config.data.image_size)
     if on_baseline is not None:
-        on_baseline({"accuracy": baseline_accuracy, "macs": dense.macs, "params": dense.params,
+        on_baseline({"accuracy": baseline.record.accuracy, "macs": dense.macs, "params": dense.params,
                      "threshold": threshold, "reused": baseline.reused, "directory": str(baseline.directory)})
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
     pruner = Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
-    recalibration = loaders.calibration if pruning.recalibration_split == "calibration" else loaders.val
     batches = pruning.calibration_batches
     reference = (dense_reference(teacher, loaders.calibration, runtime, batches)
-                 if pruning.repair in VARIANCE_REPAIRS else None)
+                 if get_repair(pruning.repair).needs_reference else None)
     if config.recovery.sparse_pretrain_epochs:
         _sparse_pretraining(student, teacher, pruner, baseline, config, on_epoch)
-    needs_stats = pruner.criterion.needs_stats
-    targets = _targets(config, student, example,
-                       collect_calibration(student, loaders.calibration, runtime, batches, groups=pruner.groups())[0]
-                       if needs_stats and pruning.schedule.kind == "mac_target" else None)
-
+    targets = _targets(config, student, example, pruner, baseline)
     entropy = VarianceEntropy(_scope_layers(pruner)) if config.recovery.variance_entropy_lambda else None
     extra = (lambda: config.recovery.variance_entropy_lambda * entropy.pop()) if entropy else None
     loss = make_loss(teacher, config.recovery.kd_alpha, config.recovery.kd_temperature, extra)
-    clock = PhaseClock(runtime)
+    result = RunResult(directory, baseline.record.accuracy, threshold, dense.macs, dense.params, cost=objective.cost)
+    return PreparedRun(config, objective, directory, baseline, teacher, student, example, dense, pruner, reference,
+                       targets, loss, entropy, result, PhaseClock(runtime))
 
-    def recalibrate_student() -> None:
-        recalibrate_batchnorm(student, recalibration, runtime, pruning.recalibration_samples)
-        if pruner.masks:
-            pruner.masks.apply()
 
-    recalibrate = recalibrate_student if config.recovery.recalibrate_bn else None
-    timed = config.search.objectives == "accuracy_latency"
-    result = RunResult(directory, baseline_accuracy, threshold, dense.macs, dense.params,
-                       cost="latency_ms" if timed else "macs")
+def prune_step(run: PreparedRun, step: int, target: float, on_epoch=None) -> StepRow:
+    """One schedule step: statistics -> scores -> cut (or masks) -> repair -> recover -> its row."""
+    config, pruner, student, clock = run.config, run.pruner, run.student, run.clock
+    runtime, loaders, pruning = run.baseline.runtime, run.baseline.loaders, config.pruning
+    batches = pruning.calibration_batches
+    mask = pruning.mask_then_prune and step < len(run.targets)
+    with clock.phase("stats"):
+        groups = pruner.groups()
+        stats, means = collect_calibration(
+            student, loaders.calibration, runtime, batches, groups=groups if pruner.criterion.needs_stats else None,
+            consumers=pruner.consumers(groups) if pruning.compensation else None)
+        if pruner.criterion.needs_gradients:
+            collect_gradients(student, loaders.calibration, runtime, batches)
+    with clock.phase("scoring"):
+        scores = pruner.scores(stats, groups)
+        student.zero_grad(set_to_none=True)
+    with clock.phase("pruning"):
+        pruner.step(target, scores=scores, consumer_means=means or None, mask=mask)
+    with clock.phase("repair"):
+        repair(pruning.repair, RepairContext(
+            model=student, runtime=runtime, recalibration=run.recalibration, samples=pruning.recalibration_samples,
+            calibration=loaders.calibration, calibration_batches=batches, reference=run.reference,
+            kept=pruner.kept_channels(), asr_lambda=pruning.asr_lambda))
+        pruner.masks.apply()
+    with clock.phase("evaluation"):
+        pre_accuracy = _accuracy(student, loaders.val, runtime)
+    recovered = recover(student, run.loss, loaders.train, loaders.val, runtime, config.recovery, target,
+                        pre_accuracy, pruner.masks.apply if pruner.masks else None, on_epoch,
+                        recalibrate=run.recalibrate_student if config.recovery.recalibrate_bn else None)
+    clock.add("training", recovered.train_seconds)
+    clock.add("evaluation", recovered.eval_seconds)
+    student.eval()
+    channels, size = config.data.channels, config.data.image_size
+    complexity = (masked_complexity(student, pruner.masks.masked, run.example, channels, size)
+                  if pruner.masks else measure(student, channels, size))
+    row = StepRow.make(step, target, pruner.sparsity(), mask, complexity, run.dense, pre_accuracy, recovered,
+                       run.result.threshold, clock.take())
+    row.peak_memory_mb = clock.take_peak_memory()
+    if run.objective.measures_latency:
+        latency = config.latency
+        row.latency_ms = model_latency(_deployable(run), channels, size, latency.batch_size, latency.repeats,
+                                       latency.device)
+    return row
+
+
+def record_step(run: PreparedRun, row: StepRow, save_steps: bool, report: ReportCallback | None) -> None:
+    """Add the row to the run's result, save the models it keeps, write the rows, report it."""
+    run.result.add(row)
+    if row.is_best:
+        save_pruned(_deployable(run), run.directory / "best.pt", row.to_dict())
+    if save_steps and row.feasible:
+        save_pruned(_deployable(run), run.directory / "step.pt", row.to_dict())
+    write_rows(run.directory / "rows.parquet", run.result.rows)
+    if report is not None:
+        report(row.to_dict())
+
+
+def run(config: JobConfig, report: ReportCallback | None = None, directory: str | Path | None = None,
+        on_epoch: Callable[[dict], None] | None = None, on_baseline: Callable[[dict], None] | None = None,
+        save_steps: bool = False, objective: Objective | None = None) -> RunResult:
+    """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step.
+
+    The run folder gets ``best.pt`` (the best feasible step) and ``last.pt``; with
+    ``save_steps`` also ``step.pt``, the latest feasible step's model, written before that
+    step is reported (a search checkpoints it). ``objective`` (default ``accuracy_macs``)
+    decides what "most pruned" means for the best step, and whether every step is timed.
+    """
+    directory = Path(directory) if directory is not None else run_directory(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    prepared = prepare_run(config, directory, objective or OBJECTIVES.get(DEFAULT_OBJECTIVE), on_epoch, on_baseline)
     try:
-        for step, target in enumerate(targets, start=1):
-            mask = pruning.mask_then_prune and step < len(targets)
-            with clock.phase("stats"):
-                groups = pruner.groups()
-                stats, means = collect_calibration(
-                    student, loaders.calibration, runtime, batches, groups=groups if needs_stats else None,
-                    consumers=pruner.consumers(groups) if pruning.compensation else None)
-                if pruner.criterion.needs_gradients:
-                    collect_gradients(student, loaders.calibration, runtime, batches)
-            with clock.phase("scoring"):
-                scores = pruner.scores(stats, groups)
-                student.zero_grad(set_to_none=True)
-            with clock.phase("pruning"):
-                pruner.step(target, scores=scores, consumer_means=means or None, mask=mask)
-            with clock.phase("repair"):
-                repair(pruning.repair, RepairContext(
-                    student, runtime, recalibration, pruning.recalibration_samples, loaders.calibration, batches,
-                    reference, pruner.kept_channels(), pruning.asr_lambda))
-                pruner.masks.apply()
-            with clock.phase("evaluation"):
-                pre_accuracy = _accuracy(student, loaders.val, runtime)
-            recovered = recover(student, loss, loaders.train, loaders.val, runtime, config.recovery, target,
-                                pre_accuracy, pruner.masks.apply if pruner.masks else None, on_epoch,
-                                recalibrate=recalibrate)
-            clock.add("training", recovered.train_seconds)
-            clock.add("evaluation", recovered.eval_seconds)
-            student.eval()
-            complexity = (masked_complexity(student, pruner.masks.masked, example, channels, size)
-                          if pruner.masks else measure(student, channels, size))
-            row = StepRow.make(step, target, pruner.sparsity(), mask, complexity, dense, pre_accuracy, recovered,
-                               threshold, clock.take())
-            row.peak_memory_mb = clock.take_peak_memory()
-            if timed:
-                deployed = cut_copy(student, pruner.masks.masked, example) if pruner.masks else student
-                row.latency_ms = model_latency(deployed, channels, size, config.latency.batch_size,
-                                               config.latency.repeats, config.latency.device)
-            result.add(row)
-            if row.is_best:
-                _save(student, pruner, example, directory / "best.pt", row)
-            if save_steps and row.feasible:
-                _save(student, pruner, example, directory / "step.pt", row)
-            write_rows(directory / "rows.parquet", result.rows)
-            if report is not None:
-                report(row.to_dict())
+        for step, target in enumerate(prepared.targets, start=1):
+            row = prune_step(prepared, step, target, on_epoch)
+            record_step(prepared, row, save_steps, report)
             if not row.feasible:
                 break
     finally:
-        if entropy is not None:
-            entropy.close()
-    if result.rows:
-        _save(student, pruner, example, directory / "last.pt", result.rows[-1])
-    return result
+        if prepared.entropy is not None:
+            prepared.entropy.close()
+    if prepared.result.rows:
+        save_pruned(_deployable(prepared), directory / "last.pt", prepared.result.rows[-1].to_dict())
+    return prepared.result
 
 
 def _accuracy(model, loader, runtime) -> float:
     return evaluate(model, loader, runtime).accuracy
 
 
-def _save(student, pruner: Pruner, example, path: Path, row: StepRow) -> None:
-    model = cut_copy(student, pruner.masks.masked, example) if pruner.masks else student
-    save_pruned(model, path, row.to_dict())
+def _deployable(run: PreparedRun) -> nn.Module:
+    """The student as it would be deployed: masked channels cut from a copy when masks are on."""
+    pruner = run.pruner
+    return cut_copy(run.student, pruner.masks.masked, run.example) if pruner.masks else run.student

@@ -23,9 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def _plain(idxs) -> list[int]:
-    return [int(getattr(i, "idx", i)) for i in idxs]
+from prunetune.torch_tools import handler_side, plain_indices
 
 
 def lost_contribution(consumer: nn.Module, mean: torch.Tensor, pruned: list[int]) -> torch.Tensor | None:
@@ -58,10 +56,9 @@ def compensate(group, means: dict[nn.Module, torch.Tensor],
     done = 0
     for dep, idxs in group:
         consumer = dep.target.module
-        name = getattr(dep.handler, "__name__", "")
-        if "in_channels" not in name or consumer not in means:
+        if handler_side(dep.handler) != "in" or consumer not in means:
             continue
-        lost = lost_contribution(consumer, means[consumer], _plain(idxs))
+        lost = lost_contribution(consumer, means[consumer], plain_indices(idxs))
         if lost is None:
             continue
         if consumer.bias is not None:

@@ -32,9 +32,9 @@ from torch import nn
 from prunetune.errors import UserError
 from prunetune.pruning.scope import PrunableGroup
 from prunetune.pruning.statistics import ChannelStats
-from prunetune.registry import Registry
+from prunetune.registry import CRITERIA, REDUCTIONS
+from prunetune.torch_tools import evaluation_mode, forward_hooks, is_depthwise
 
-CRITERIA: Registry[type] = Registry("criterion", home="prunetune.pruning.criteria")
 EPSILON = 1e-12
 
 
@@ -46,10 +46,19 @@ class ScoringContext:
 
 
 class Criterion:
-    """Base of every criterion; subclasses set the flags and implement ``raw``."""
+    """Base of every criterion; subclasses set the flags and implement ``raw``.
+
+    The flags say what the pipeline must collect before scoring: ``needs_stats`` the
+    post-activation channel statistics of a calibration pass (``ScoringContext.stats``),
+    ``needs_gradients`` calibration gradients on the parameters, ``needs_costs`` the cost
+    of one channel of each group (``ScoringContext.costs``). ``settings`` names the
+    ``pruning`` config section whose fields are the criterion's keyword arguments.
+    """
 
     needs_stats = False
     needs_gradients = False
+    needs_costs = False
+    settings: str | None = None
     normalise = True
 
     def __init__(self, group_reduction: str = "mean", **_: object) -> None:
@@ -76,6 +85,8 @@ def _tp_scores(importance, group: PrunableGroup, what: str) -> torch.Tensor:
 
 @CRITERIA.register("l1")
 class L1(Criterion):
+    """Sum of |w| of the channel's weights over the group's layers (TP GroupMagnitudeImportance, p = 1)."""
+
     p = 1
 
     def raw(self, group, context):
@@ -86,11 +97,15 @@ class L1(Criterion):
 
 @CRITERIA.register("l2")
 class L2(L1):
+    """Sum of w^2 of the channel's weights over the group's layers (p = 2)."""
+
     p = 2
 
 
 @CRITERIA.register("bn_gamma")
 class BNGamma(Criterion):
+    """|gamma| of the group's BatchNorms (network slimming)."""
+
     def raw(self, group, context):
         importance = tp.importance.BNScaleImportance(group_reduction=self.group_reduction, normalizer=None)
         return _tp_scores(importance, group, "bn_gamma (no BatchNorm in the group)")
@@ -98,6 +113,8 @@ class BNGamma(Criterion):
 
 @CRITERIA.register("lamp")
 class Lamp(Criterion):
+    """LAMP: squared magnitude over the sum of the not-smaller ones (TP LAMPImportance)."""
+
     normalise = False
 
     def raw(self, group, context):
@@ -107,21 +124,40 @@ class Lamp(Criterion):
 
 @CRITERIA.register("random")
 class Random(Criterion):
+    """Uniform random scores from the pruner's seeded generator (a control)."""
+
     normalise = False
 
     def raw(self, group, context):
         return torch.rand(group.channels, generator=context.generator)
 
 
-def _reduce(vectors: list[torch.Tensor], how: str) -> torch.Tensor:
-    stacked = torch.stack(vectors)
-    if how == "mean":
-        return stacked.mean(0)
-    if how == "max":
-        return stacked.max(0).values
-    if how == "sum":
-        return stacked.sum(0)
+@REDUCTIONS.register("mean")
+def mean_reduction(stacked: torch.Tensor) -> torch.Tensor:
+    """Mean over the group's layers."""
+    return stacked.mean(0)
+
+
+@REDUCTIONS.register("max")
+def max_reduction(stacked: torch.Tensor) -> torch.Tensor:
+    """Largest score among the group's layers."""
+    return stacked.max(0).values
+
+
+@REDUCTIONS.register("sum")
+def sum_reduction(stacked: torch.Tensor) -> torch.Tensor:
+    """Sum over the group's layers."""
+    return stacked.sum(0)
+
+
+@REDUCTIONS.register("first")
+def first_reduction(stacked: torch.Tensor) -> torch.Tensor:
+    """The first layer's score alone (the group's root producer)."""
     return stacked[0]
+
+
+def _reduce(vectors: list[torch.Tensor], how: str) -> torch.Tensor:
+    return REDUCTIONS.get(how, field="pruning.group_reduction")(torch.stack(vectors))
 
 
 @CRITERIA.register("taylor")
@@ -171,6 +207,8 @@ class Taylor(Criterion):
 
 @CRITERIA.register("vbp")
 class VarianceBased(Criterion):
+    """Variance of the producer's post-BN, post-activation output (VBP, seed 003 1.3.3)."""
+
     needs_stats = True
 
     def raw(self, group, context):
@@ -181,6 +219,11 @@ class VarianceBased(Criterion):
 
 @CRITERIA.register("mac_aware")
 class MacAware(Criterion):
+    """A base criterion combined with the channel's MAC (or latency) cost (seed 003 1.3.4)."""
+
+    needs_costs = True
+    settings = "mac_aware"
+
     def __init__(self, group_reduction: str = "mean", base: str = "l1", alpha: float = 1.0, beta: float = 0.0,
                  mode: str = "multiplicative", **_: object) -> None:
         super().__init__(group_reduction)
@@ -205,7 +248,7 @@ class MacAware(Criterion):
 def get_criterion(config) -> Criterion:
     """The criterion a ``PruningConfig`` names, with its settings."""
     cls = CRITERIA.get(config.criterion, field="pruning.criterion")
-    extra = config.mac_aware.model_dump() if config.criterion == "mac_aware" else {}
+    extra = getattr(config, cls.settings).model_dump() if cls.settings else {}
     return cls(group_reduction=config.group_reduction, **extra)
 
 
@@ -216,16 +259,10 @@ def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.
     or, given measured ``latencies`` per layer, each member layer's time over its channel count
     on the side the group cuts (a layer's time shrinks about in proportion to those channels)."""
     sizes: dict[nn.Module, int] = {}
-    handles = [m.register_forward_hook(lambda module, i, o: sizes.__setitem__(module, o[0].numel()))
-               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example[:1])
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with forward_hooks((m, lambda module, i, o: sizes.__setitem__(module, o[0].numel())) for m in layers):
+        with evaluation_mode(model):
+            model(example[:1])
     costs = {}
     for group in groups:
         total = 0.0
@@ -237,8 +274,7 @@ def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.
             elif isinstance(module, nn.Conv2d):
                 positions = sizes[module] / module.out_channels
                 kernel = module.kernel_size[0] * module.kernel_size[1]
-                depthwise = module.groups == module.in_channels and module.groups > 1
-                if depthwise:
+                if is_depthwise(module):
                     total += kernel * positions if side == "out" else 0.0
                 elif side == "out":
                     total += module.in_channels / module.groups * kernel * positions
@@ -254,8 +290,7 @@ def channel_costs(model: nn.Module, groups: list[PrunableGroup], example: torch.
 def _latency_per_channel(module: nn.Module, side: str, latencies: dict[nn.Module, float]) -> float:
     if module not in latencies:
         return 0.0
-    depthwise = isinstance(module, nn.Conv2d) and module.groups == module.in_channels and module.groups > 1
-    if depthwise and side == "in":
+    if is_depthwise(module) and side == "in":
         return 0.0  # its input and output channels are the same ones: counted once, on the out side
     if isinstance(module, nn.Conv2d):
         channels = module.out_channels if side == "out" else module.in_channels

@@ -24,12 +24,9 @@ from torch import nn
 
 from prunetune.models.complexity import Complexity, measure
 from prunetune.pruning.scope import all_groups, build_graph
+from prunetune.torch_tools import handler_side, plain_indices
 
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)
-
-
-def _plain(idxs) -> list[int]:
-    return [int(getattr(i, "idx", i)) for i in idxs]
 
 
 class ChannelMasks:
@@ -55,7 +52,7 @@ class ChannelMasks:
         self._targets = []
         for name in self.masked:
             for dep, layer_idxs in tp_groups[name]:
-                self._targets.extend(_producing_tensors(dep, _plain(layer_idxs)))
+                self._targets.extend(_producing_tensors(dep, plain_indices(layer_idxs)))
         self.apply()
 
     @torch.no_grad()
@@ -75,13 +72,12 @@ class ChannelMasks:
 
 def _producing_tensors(dep, idxs: list[int]) -> list[tuple[torch.Tensor, int, list[int]]]:
     module = dep.target.module
-    side = getattr(dep.handler, "__name__", "")
     tensors = []
     if isinstance(module, NORMS):
         for tensor in (getattr(module, "weight", None), getattr(module, "bias", None)):
             if tensor is not None:
                 tensors.append((tensor.data, 0 if tensor.ndim == 1 else tensor.ndim - 1, idxs))
-    elif isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Linear)) and "out_channels" in side:
+    elif isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Linear)) and handler_side(dep.handler) == "out":
         for tensor in (module.weight, module.bias):
             if tensor is not None:
                 tensors.append((tensor.data, 0, idxs))

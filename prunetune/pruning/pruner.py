@@ -29,6 +29,7 @@ from prunetune.pruning.scope import PrunableGroup, build_graph, select_scope
 from prunetune.pruning.selection import Selection, select_channels
 from prunetune.pruning.statistics import ChannelStats, batchnorm_after, execution_order
 from prunetune.pruning.surgery import pruning_groups, remove_channels
+from prunetune.registry import SCOPES
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,10 @@ class Pruner:
         self.masks = ChannelMasks()
         groups = self.groups()
         if not groups:
-            raise UserError(f"pruning.scope: no prunable channels in scope {config.scope!r} for this model"
-                            + (" (it has no expand / bottleneck blocks; use scope: all)" if config.scope == "expand" else "")
+            raise UserError(f"pruning.scope: no prunable channels in scope {config.scope!r} "
+                            f"({SCOPES.describe(config.scope).rstrip('.')}) for this model"
                             + (f" with include {list(config.include)} / exclude {list(config.exclude)}"
-                               if config.include or config.exclude else ""))
+                               if config.include or config.exclude else "") + "; see `prunetune list scopes`")
         self.original = {g.name: g.channels for g in groups}
         self.kept = {g.name: torch.arange(g.channels) for g in groups}
 
@@ -111,7 +112,7 @@ class Pruner:
     def scores(self, stats: dict[str, ChannelStats] | None = None,
                groups: list[PrunableGroup] | None = None) -> dict[str, torch.Tensor]:
         groups = groups if groups is not None else self.groups()
-        costs = self._costs(groups) if self.config.criterion == "mac_aware" else {}
+        costs = self._costs(groups) if self.criterion.needs_costs else {}
         context = ScoringContext(stats=stats or {}, costs=costs, generator=self.generator)
         scores = {g.name: self.criterion.score(g, context) for g in groups}
         for name, idxs in self.masks.masked.items():

@@ -41,6 +41,7 @@ almost none and the strong channels almost all of it, in every layer alike.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -51,11 +52,10 @@ from prunetune.errors import RunError
 from prunetune.pruning.scope import output_layer
 from prunetune.pruning.statistics import (ACTIVATIONS, ChannelStats, batchnorm_after, collect_point_stats,
                                            execution_order)
-from prunetune.registry import Registry
+from prunetune.registry import REPAIRS
 from prunetune.runtime import Runtime
 from prunetune.training import recalibrate_batchnorm
 
-REPAIRS: Registry[Callable[["RepairContext"], None]] = Registry("repair", home="prunetune.pruning.repair")
 EPSILON = 1e-8
 BatchNorm = nn.modules.batchnorm._BatchNorm
 
@@ -67,8 +67,10 @@ class DenseReference:
     points: dict[str, ChannelStats]
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RepairContext:
+    """What a repair may use; built by keyword. ``reference`` is set for repairs that need it."""
+
     model: nn.Module
     runtime: Runtime
     recalibration: Iterable  # batches for BN recalibration (the configured split)
@@ -157,23 +159,56 @@ def _variance_repair(context: RepairContext, gains: Callable[[torch.Tensor, torc
     recalibrate_batchnorm(model, context.recalibration, runtime, context.samples)
 
 
-@REPAIRS.register("none")
+@dataclass(frozen=True)
+class Repair:
+    """A registered repair: the function and what it needs from the pipeline.
+
+    ``needs_reference``: the dense model's moments at every repair point, measured once
+    before the first cut (``dense_reference``) and handed over as ``context.reference``.
+    """
+
+    apply: Callable[[RepairContext], None]
+    needs_reference: bool = False
+
+    @property
+    def description(self) -> str:
+        return inspect.getdoc(self.apply) or ""
+
+
+def register_repair(name: str, needs_reference: bool = False) -> Callable[[Callable[[RepairContext], None]], Callable]:
+    """Make a function ``(context) -> None`` selectable as ``pruning.repair: <name>``."""
+
+    def decorator(function: Callable[[RepairContext], None]) -> Callable[[RepairContext], None]:
+        REPAIRS.register(name)(Repair(function, needs_reference))
+        return function
+
+    return decorator
+
+
+def get_repair(name: str) -> Repair:
+    return REPAIRS.get(name, field="pruning.repair")
+
+
+@register_repair("none")
 def no_repair(context: RepairContext) -> None:
     """Leave the pruned model as the cut left it (stale BN statistics included)."""
 
 
-@REPAIRS.register("bn")
+@register_repair("bn")
 def bn_recalibration(context: RepairContext) -> None:
+    """BN recalibration: reset the running statistics, re-estimate them on calibration data."""
     recalibrate_batchnorm(context.model, context.recalibration, context.runtime, context.samples)
 
 
-@REPAIRS.register("layerwise")
+@register_repair("layerwise", needs_reference=True)
 def layerwise(context: RepairContext) -> None:
+    """One variance-matching gain per layer, sqrt(sum v_dense / sum v_pruned), then BN recalibration."""
     _variance_repair(context, layerwise_gains)
 
 
-@REPAIRS.register("asr")
+@register_repair("asr", needs_reference=True)
 def asr(context: RepairContext) -> None:
+    """Adaptive Signal Resuscitation (seed 004): shrunk per-channel variance matching, then BN recalibration."""
     def gains(dense: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
         return asr_gains(dense, pruned, context.asr_lambda * pruned.median().item())
 
@@ -181,4 +216,4 @@ def asr(context: RepairContext) -> None:
 
 
 def repair(kind: str, context: RepairContext) -> None:
-    REPAIRS.get(kind, field="pruning.repair")(context)
+    get_repair(kind).apply(context)

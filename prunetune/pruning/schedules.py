@@ -16,44 +16,54 @@ from collections.abc import Callable
 from torch import nn
 
 from prunetune.models.complexity import measure
-from prunetune.registry import Registry
+from prunetune.registry import SCHEDULES
 
-SCHEDULES: Registry[Callable[..., list[float]]] = Registry("schedule", home="prunetune.pruning.schedules")
+
+
+# An entry is ``(config, solve) -> targets``; ``solve()`` runs the MAC-target solver on the
+# job's model and returns the channel sparsity that keeps ``config.mac_target`` of the
+# MACs. It is only called by a schedule that asks for it, so the others cost nothing.
+SolveMacTarget = Callable[[], float]
 
 
 @SCHEDULES.register("targets")
-def explicit_targets(config, final_sparsity: float | None = None) -> list[float]:
+def explicit_targets(config, solve: SolveMacTarget | None = None) -> list[float]:
+    """The listed cumulative sparsities."""
     return list(config.targets)
 
 
 @SCHEDULES.register("linear")
-def linear(config, final_sparsity: float | None = None) -> list[float]:
-    final = final_sparsity if final_sparsity is not None else config.final_sparsity
+def linear(config, solve: SolveMacTarget | None = None, final: float | None = None) -> list[float]:
+    """final_sparsity in equal steps: p t / N."""
+    final = config.final_sparsity if final is None else final
     return [final * step / config.steps for step in range(1, config.steps + 1)]
 
 
 @SCHEDULES.register("geometric")
-def geometric(config, final_sparsity: float | None = None) -> list[float]:
-    final = final_sparsity if final_sparsity is not None else config.final_sparsity
+def geometric(config, solve: SolveMacTarget | None = None, final: float | None = None) -> list[float]:
+    """The same fraction of the current channels each step (seed 003 1.2.1)."""
+    final = config.final_sparsity if final is None else final
     keep_per_step = (1.0 - final) ** (1.0 / config.steps)
     return [1.0 - keep_per_step**step for step in range(1, config.steps + 1)]
 
 
 @SCHEDULES.register("one_shot")
-def one_shot(config, final_sparsity: float | None = None) -> list[float]:
-    return [final_sparsity if final_sparsity is not None else config.final_sparsity]
+def one_shot(config, solve: SolveMacTarget | None = None) -> list[float]:
+    """One step to final_sparsity."""
+    return [config.final_sparsity]
 
 
 @SCHEDULES.register("mac_target")
-def mac_target(config, final_sparsity: float | None = None) -> list[float]:
-    if final_sparsity is None:
-        raise ValueError("mac_target needs the solved sparsity: call solve_mac_target first")
-    return geometric(config, final_sparsity)
+def mac_target(config, solve: SolveMacTarget | None = None) -> list[float]:
+    """Geometric steps to the sparsity whose cut keeps mac_target of the MACs."""
+    if solve is None:
+        raise ValueError("the mac_target schedule needs the MAC-target solver (schedule_targets(config, solve))")
+    return geometric(config, final=solve())
 
 
-def schedule_targets(config, final_sparsity: float | None = None) -> list[float]:
+def schedule_targets(config, solve: SolveMacTarget | None = None) -> list[float]:
     """Cumulative target sparsities of a ``ScheduleConfig``."""
-    return SCHEDULES.get(config.kind, field="pruning.schedule.kind")(config, final_sparsity)
+    return SCHEDULES.get(config.kind, field="pruning.schedule.kind")(config, solve)
 
 
 def quadratic_estimate(unpruned: float, one_sided: float, two_sided: float, mac_target: float) -> float:

@@ -33,6 +33,8 @@ import torch_pruning as tp
 from torch import nn
 
 from prunetune.errors import ModelError, UserError
+from prunetune.registry import SCOPES
+from prunetune.torch_tools import handler_side, is_depthwise, training_flags_restored
 
 MERGE_OPS = ("Add", "Sub", "Cat", "Split", "View", "Reshape", "Unsafe")
 
@@ -67,7 +69,7 @@ class PrunableGroup:
         ensures; the selection must then remove whole positions across blocks.
         """
         counts = [m.groups for _, m, _ in self.members
-                  if isinstance(m, nn.Conv2d) and m.groups > 1 and not _is_depthwise(m)]
+                  if isinstance(m, nn.Conv2d) and m.groups > 1 and not is_depthwise(m)]
         counts += [m.num_groups for _, m, _ in self.members if isinstance(m, nn.GroupNorm)]
         return max(counts, default=1)
 
@@ -83,32 +85,17 @@ class PrunableGroup:
         return math.lcm(1, *heads)
 
 
-def _is_depthwise(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
-
-
-def _handler_side(handler) -> str | None:
-    name = getattr(handler, "__name__", "") or type(handler).__name__
-    if "out_channels" in name:
-        return "out"
-    if "in_channels" in name:
-        return "in"
-    return None
-
-
 def build_graph(model: nn.Module, example_input: torch.Tensor) -> tp.DependencyGraph:
     """Trace the model; restore its train/eval mode (TP 1.6.1 leaves it in eval)."""
-    was_training = model.training
-    try:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
-    except (ZeroDivisionError, TypeError, IndexError, KeyError, ValueError) as error:
-        # Torch-Pruning's tracer fails inside its index mappings on some layouts (channel
-        # shuffle in ShuffleNetV2, Swin's shifted windows; docs/zoo-sweep.md): name the model.
-        raise ModelError(f"Torch-Pruning cannot trace the channel dependencies of {type(model).__name__} "
-                         f"({type(error).__name__}: {error}); this architecture cannot be pruned structurally "
-                         "here (see docs/zoo-sweep.md for the models known to fail)") from None
-    finally:
-        model.train(was_training)
+    with training_flags_restored(model):
+        try:
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input)
+        except (ZeroDivisionError, TypeError, IndexError, KeyError, ValueError) as error:
+            # Torch-Pruning's tracer fails inside its index mappings on some layouts (channel
+            # shuffle in ShuffleNetV2, Swin's shifted windows; docs/zoo-sweep.md): name the model.
+            raise ModelError(f"Torch-Pruning cannot trace the channel dependencies of {type(model).__name__} "
+                             f"({type(error).__name__}: {error}); this architecture cannot be pruned structurally "
+                             "here (see docs/zoo-sweep.md for the models known to fail)") from None
     return graph
 
 
@@ -133,18 +120,18 @@ def all_groups(model: nn.Module, graph: tp.DependencyGraph) -> list[PrunableGrou
     for group in graph.get_all_groups(ignored_layers=[head], root_module_types=[nn.Conv2d, nn.Linear]):
         producers, consumers, members = [], [], []
         for dep, _ in group:
-            module, side = dep.target.module, _handler_side(dep.handler)
+            module, side = dep.target.module, handler_side(dep.handler)
             if module not in names or side is None:
                 continue
             members.append((names[module], module, side))
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                if side == "out" and not (_is_depthwise(module) and producers):
+                if side == "out" and not (is_depthwise(module) and producers):
                     producers.append((names[module], module))
-                elif side == "in" and not _is_depthwise(module):
+                elif side == "in" and not is_depthwise(module):
                     consumers.append((names[module], module))
         # The first registered dense producer is the primary one (the expand conv, not the
         # SE gate that multiplies the same channels): statistics are taken on its output.
-        dense_producers = sorted(((n, m) for n, m in producers if not _is_depthwise(m)),
+        dense_producers = sorted(((n, m) for n, m in producers if not is_depthwise(m)),
                                  key=lambda item: position[item[1]])
         groups.append(PrunableGroup(group, dense_producers or producers, consumers, members))
     return groups
@@ -198,7 +185,15 @@ def _inside_one_block(group: PrunableGroup, first_layer: str) -> bool:
     return not (first_layer == ancestor or first_layer.startswith(ancestor + "."))
 
 
+@SCOPES.register("all")
+def every_group(model: nn.Module, groups: list[PrunableGroup]) -> list[PrunableGroup]:
+    """Every prunable group of the model (residual streams, heads' inputs and all)."""
+    return list(groups)
+
+
+@SCOPES.register("expand")
 def expand_groups(model: nn.Module, groups: list[PrunableGroup]) -> list[PrunableGroup]:
+    """Intermediate dimension only: expand / bottleneck-inner channels of blocks (seed 000 MLP-only)."""
     head = output_layer(model)
     first_layer = next(n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     owner: dict[tuple[int, str], int] = {}
@@ -222,14 +217,9 @@ def expand_groups(model: nn.Module, groups: list[PrunableGroup]) -> list[Prunabl
 
 def select_scope(model: nn.Module, graph: tp.DependencyGraph, scope: str,
                  include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[PrunableGroup]:
-    """The groups in ``scope`` ("expand" or "all"), adjusted by name patterns."""
+    """The groups of the registered ``scope``, adjusted by name patterns."""
     groups = all_groups(model, graph)
-    if scope == "all":
-        chosen = list(groups)
-    elif scope == "expand":
-        chosen = expand_groups(model, groups)
-    else:
-        raise UserError(f"pruning.scope: unknown scope {scope!r}; known: all, expand")
+    chosen = SCOPES.get(scope, field="pruning.scope")(model, groups)
 
     def matches(group: PrunableGroup, patterns: tuple[str, ...]) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for name, _ in group.producers for p in patterns)

@@ -24,6 +24,7 @@ from torch import nn
 
 from prunetune.pruning.scope import PrunableGroup
 from prunetune.runtime import Runtime
+from prunetune.torch_tools import evaluation_mode, forward_hooks
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Hardtanh, nn.LeakyReLU, nn.Mish, nn.ELU,
                nn.PReLU, nn.Sigmoid, nn.Tanh, nn.Hardsigmoid)
@@ -44,17 +45,10 @@ class ChannelStats:
 def execution_order(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
     """Leaf modules in the order one eval-mode forward of ``example`` runs them."""
     order: list[nn.Module] = []
-    handles = [m.register_forward_hook(lambda module, i, o: order.append(module))
-               for m in model.modules() if not list(m.children())]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
+    leaves = [m for m in model.modules() if not list(m.children())]
+    with forward_hooks((m, lambda module, i, o: order.append(module)) for m in leaves):
+        with evaluation_mode(model), torch.no_grad():
             model(example)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
     return order
 
 
@@ -86,20 +80,23 @@ class _Moments:
         mean = self.total / self.count
         return ChannelStats(mean.float(), (self.squares / self.count - mean * mean).clamp_min(0).float(), self.count)
 
+    def hook(self, activation: nn.Module | None):
+        """A forward hook adding ``activation(output)`` (or the output itself) to these moments."""
+        def add_output(module, inputs, output):
+            values = output.detach().float()
+            self.add(activation(values.clone()) if activation is not None else values,
+                     isinstance(module, LAST_DIM_CHANNELS))
+        return add_output
+
 
 def _forward_batches(model: nn.Module, loader: Iterable, runtime: Runtime, max_batches: int | None) -> None:
     """Eval-mode, no-grad forwards of up to ``max_batches`` batches; restores the mode."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for batch, (images, _) in enumerate(loader):
-                if max_batches is not None and batch >= max_batches:
-                    break
-                with runtime.autocast():
-                    model(images.to(runtime.device))
-    finally:
-        model.train(was_training)
+    with evaluation_mode(model), torch.no_grad():
+        for batch, (images, _) in enumerate(loader):
+            if max_batches is not None and batch >= max_batches:
+                break
+            with runtime.autocast():
+                model(images.to(runtime.device))
 
 
 def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> dict[str, tuple[nn.Module, nn.Module | None]]:
@@ -136,14 +133,7 @@ def collect_calibration(model: nn.Module, loader: Iterable, runtime: Runtime, ma
     """One eval-mode pass giving both the groups' statistics and the consumers' input means."""
     moments: dict[str, _Moments] = {}
     sums: dict[str, list] = {}
-    handles = []
-
-    def stats_hook(name: str, activation: nn.Module | None):
-        def hook(module, inputs, output):
-            values = output.detach().float()
-            moments[name].add(activation(values.clone()) if activation is not None else values,
-                              isinstance(module, LAST_DIM_CHANNELS))
-        return hook
+    hooks = []
 
     def mean_hook(name: str):
         def hook(module, inputs):
@@ -158,15 +148,11 @@ def collect_calibration(model: nn.Module, loader: Iterable, runtime: Runtime, ma
         example = next(iter(loader))[0][:1].to(runtime.device)
         for name, (module, activation) in stat_points(model, groups, example).items():
             moments[name] = _Moments()
-            handles.append(module.register_forward_hook(stats_hook(name, activation)))
-    for name, module in (consumers or {}).items():
-        handles.append(module.register_forward_pre_hook(mean_hook(name)))
-    try:
+            hooks.append((module, moments[name].hook(activation)))
+    pre_hooks = [(module, mean_hook(name)) for name, module in (consumers or {}).items()]
+    with forward_hooks(hooks, pre_hooks) as handles:
         if handles:
             _forward_batches(model, loader, runtime, max_batches)
-    finally:
-        for handle in handles:
-            handle.remove()
     stats = {name: m.result() for name, m in moments.items() if m.count}
     means = {name: (total / count).float() for name, (count, total) in sums.items()}
     return stats, means
@@ -183,21 +169,8 @@ def collect_point_stats(model: nn.Module, points: dict[str, tuple[nn.Module, nn.
                         runtime: Runtime, max_batches: int | None = None) -> dict[str, ChannelStats]:
     """Per-channel moments of ``activation(module output)`` for each named (module, activation)."""
     moments = {name: _Moments() for name in points}
-
-    def hook_for(name: str, activation: nn.Module | None):
-        def hook(module, inputs, output):
-            values = output.detach().float()
-            moments[name].add(activation(values.clone()) if activation is not None else values,
-                              isinstance(module, LAST_DIM_CHANNELS))
-        return hook
-
-    handles = [module.register_forward_hook(hook_for(name, activation))
-               for name, (module, activation) in points.items()]
-    try:
+    with forward_hooks((module, moments[name].hook(activation)) for name, (module, activation) in points.items()):
         _forward_batches(model, loader, runtime, max_batches)
-    finally:
-        for handle in handles:
-            handle.remove()
     return {name: m.result() for name, m in moments.items() if m.count}
 
 
@@ -217,11 +190,9 @@ def collect_gradients(model: nn.Module, loader: Iterable, runtime: Runtime, max_
     Eval mode, so BN statistics are not disturbed; the caller zeroes the gradients after
     scoring. Returns the number of batches used.
     """
-    was_training = model.training
-    model.eval()
-    model.zero_grad(set_to_none=True)
     used = 0
-    try:
+    with evaluation_mode(model):
+        model.zero_grad(set_to_none=True)
         for batch, (images, labels) in enumerate(loader):
             if max_batches is not None and batch >= max_batches:
                 break
@@ -229,6 +200,4 @@ def collect_gradients(model: nn.Module, loader: Iterable, runtime: Runtime, max_
                 logits = model(images.to(runtime.device))
             nn.functional.cross_entropy(logits.float(), labels.to(runtime.device)).backward()
             used += 1
-    finally:
-        model.train(was_training)
     return used

@@ -1,12 +1,33 @@
-"""Search results: the per-step Parquet store, Pareto fronts and budget queries, plots, export."""
+"""Search results: the per-step Parquet store, Pareto fronts and budget queries, plots, export.
 
-from prunetune.results.experiment import load, rebuild
-from prunetune.results.export import Exported, export_model
-from prunetune.results.front import (DEFAULT_OBJECTIVES, FrontComparison, best_within_macs, cheapest_above,
-                                     compare_fronts, hypervolume, pareto_front)
-from prunetune.results.report import write_report
-from prunetune.results.tables import front_table
+Each name loads its module when first used (PEP 562), so importing the package stays
+light: plots need matplotlib and export needs torch, and only a caller of those pays.
+"""
 
-__all__ = ["DEFAULT_OBJECTIVES", "Exported", "FrontComparison", "best_within_macs", "cheapest_above",
-           "compare_fronts", "export_model", "front_table", "hypervolume", "load", "pareto_front", "rebuild",
-           "write_report"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_MODULE_OF = {
+    "load": "experiment", "rebuild": "experiment",
+    "Exported": "export", "export_model": "export",
+    "DEFAULT_OBJECTIVES": "front", "FrontComparison": "front", "best_within_macs": "front",
+    "cheapest_above": "front", "compare_fronts": "front", "hypervolume": "front", "pareto_front": "front",
+    "write_report": "report",
+    "front_table": "tables",
+}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -11,10 +11,10 @@ import pandas as pd
 from pyarrow import fs as pafs
 
 from prunetune.errors import UserError
-from prunetune.results.store import CHECKPOINT_MODEL, STORE_NAME, Store, read_store, rows_from_experiment
-from prunetune.search.home import SearchHome, is_uri, open_home
-from prunetune.search.objectives import OBJECTIVES
-from prunetune.search.study import open_study, study_storage, trial_numbers
+from prunetune.home import CHECKPOINT_MODEL, STORE_NAME, SearchHome, is_uri, open_home
+from prunetune.objectives import OBJECTIVES
+from prunetune.results.store import Store, read_store, rows_from_experiment
+from prunetune.study import open_study, study_storage, trial_numbers
 
 
 def open_search(experiment: str | Path, root: str = "runs") -> SearchHome:
@@ -27,7 +27,7 @@ def open_search(experiment: str | Path, root: str = "runs") -> SearchHome:
 
 def open_search_study(saved: SearchHome):
     return open_study(study_storage(saved.job.storage.study_url, saved.home), saved.name,
-                      OBJECTIVES[saved.job.search.objectives])
+                      OBJECTIVES.get(saved.job.search.objectives))
 
 
 def rebuild(saved: SearchHome) -> pd.DataFrame:

@@ -10,8 +10,8 @@ trials' final values. Conventions, chosen so a user never gets a model they cann
 - Budget queries break ties the way the pipeline's "best feasible" does: at equal
   accuracy fewer MACs wins, at equal MACs higher accuracy wins.
 
-Hypervolume uses Optuna's WFG implementation (``optuna._hypervolume``, the one its
-multi-objective samplers rely on; private API, pinned with Optuna in pyproject.toml).
+Hypervolume uses Optuna's WFG implementation, the one its multi-objective samplers rely
+on (a private API: ``prunetune/internals.py`` wraps it).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from optuna._hypervolume import compute_hypervolume
 
 from prunetune.errors import UserError
+from prunetune.internals import hypervolume as dominated_hypervolume
 
 DEFAULT_OBJECTIVES: Mapping[str, str] = {"accuracy": "max", "macs": "min"}
 
@@ -105,7 +105,7 @@ def hypervolume(df: pd.DataFrame, reference: Mapping[str, float],
     points = points[np.all(points < ref, axis=1)]
     if len(points) == 0:
         return 0.0
-    return float(compute_hypervolume(points, ref, assume_pareto=False))
+    return dominated_hypervolume(points, ref)
 
 
 @dataclass(frozen=True)

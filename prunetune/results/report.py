@@ -13,18 +13,18 @@ import html
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-matplotlib.use("Agg")  # files only: no display on servers and in Ray workers
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from prunetune.results.front import pareto_front
+from prunetune.results.tables import CRITERION, mac_unit
 
-from prunetune.results.front import pareto_front  # noqa: E402
-
-CRITERION = "config.pruning.criterion"
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass
@@ -36,11 +36,6 @@ class Report:
     @property
     def page(self) -> Path:
         return self.directory / "index.html"
-
-
-def mac_unit(macs: float) -> tuple[float, str]:
-    """Scale and suffix so MAC counts read as M or G."""
-    return (1e9, "G") if macs >= 1e9 else (1e6, "M")
 
 
 def _baseline(df: pd.DataFrame) -> tuple[float, float] | None:
@@ -57,7 +52,8 @@ def _thresholds(df: pd.DataFrame, axis) -> None:
 def accuracy_vs_macs(df: pd.DataFrame, title: str, path: Path) -> Path:
     baseline = _baseline(df)
     scale, unit = mac_unit(max(df["macs"].max(), baseline[0] if baseline else 0))
-    fig, axis = plt.subplots(figsize=(8, 5.5))
+    fig = Figure(figsize=(8, 5.5))
+    axis = fig.subplots()
     feasible = df[df["feasible"].astype(bool)]
     infeasible = df[~df["feasible"].astype(bool)]
     axis.scatter(feasible["macs"] / scale, feasible["accuracy"], s=18, color="tab:blue", alpha=0.45,
@@ -87,9 +83,10 @@ def accuracy_vs_macs(df: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def accuracy_vs_sparsity(df: pd.DataFrame, title: str, path: Path) -> Path:
-    fig, axis = plt.subplots(figsize=(8, 5.5))
+    fig = Figure(figsize=(8, 5.5))
+    axis = fig.subplots()
     criteria = df[CRITERION].fillna("?").astype(str) if CRITERION in df.columns else pd.Series("?", index=df.index)
-    colours = {name: plt.get_cmap("tab10")(index % 10) for index, name in enumerate(sorted(criteria.unique()))}
+    colours = {name: colormaps["tab10"](index % 10) for index, name in enumerate(sorted(criteria.unique()))}
     baseline = _baseline(df)
     for _, rows in df.assign(criterion=criteria).groupby("trial", dropna=False):
         rows = rows.sort_values("step")
@@ -115,20 +112,21 @@ def accuracy_vs_sparsity(df: pd.DataFrame, title: str, path: Path) -> Path:
 
 def importance(study: optuna.Study, title: str, path: Path) -> Path | None:
     """One panel per objective; None when the study cannot support an importance estimate."""
+    from optuna.importance import get_param_importances  # ~1 s to import (scikit-learn forests)
+
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     values = {}
     for index, name in enumerate(names):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                values[name] = optuna.importance.get_param_importances(
-                    study, target=lambda trial, i=index: trial.values[i])
+                values[name] = get_param_importances(study, target=lambda trial, i=index: trial.values[i])
         except (ValueError, RuntimeError):  # fewer than two finished trials, or no parameter varies
             return None
     if not any(values.values()):
         return None
-    fig, axes = plt.subplots(1, len(values), figsize=(5 * len(values), 0.45 * max(map(len, values.values())) + 2),
-                             squeeze=False)
+    fig = Figure(figsize=(5 * len(values), 0.45 * max(map(len, values.values())) + 2))
+    axes = fig.subplots(1, len(values), squeeze=False)
     for axis, (name, scores) in zip(axes[0], values.items()):
         ordered = sorted(scores.items(), key=lambda item: item[1])
         axis.barh([k for k, _ in ordered], [v for _, v in ordered], color="tab:green")
@@ -140,11 +138,12 @@ def importance(study: optuna.Study, title: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    # A Figure not made by pyplot renders through Agg for a .png and is freed with its last
+    # reference: no backend to choose (none exists on servers and in Ray workers), none to close.
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

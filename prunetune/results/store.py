@@ -1,7 +1,7 @@
 """The results store: one Parquet row per (trial, step) of a search.
 
 Columns: ``experiment``, ``trial`` (the Optuna trial number), ``trial_id`` (Ray's), the
-step's report row (``pipeline/rows.py``: step, sparsity, accuracy, macs, params, ratios,
+step's report row (``step_row.py``: step, sparsity, accuracy, macs, params, ratios,
 feasibility, phase seconds, running best, baseline), ``checkpoint`` (the folder of the
 step's saved model, or empty when it was not kept), ``param.<name>`` for each searched
 setting (``settings``: all of them as JSON) and ``config.<dotted.path>`` for the trial's
@@ -32,11 +32,9 @@ import pandas as pd
 
 from prunetune.config import JobConfig
 from prunetune.io import write_atomic
-from prunetune.pipeline.rows import ROW_COLUMNS
+from prunetune.step_row import ROW_COLUMNS
 
-STORE_NAME = "results.parquet"
 JOURNAL_SUFFIX = ".journal.jsonl"  # results.journal.jsonl: rows not yet in the Parquet file
-CHECKPOINT_MODEL = "model.pt"  # the pruned model inside each kept step's checkpoint folder
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:

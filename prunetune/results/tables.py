@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from prunetune.results.report import CRITERION, mac_unit
+CRITERION = "config.pruning.criterion"
+
+
+def mac_unit(macs: float) -> tuple[float, str]:
+    """Scale and suffix so MAC counts read as M or G."""
+    return (1e9, "G") if macs >= 1e9 else (1e6, "M")
 
 
 def varying_params(front: pd.DataFrame) -> list[str]:

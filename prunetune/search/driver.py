@@ -1,6 +1,6 @@
 """The search driver: baseline once, then Ray Tune + Optuna over the pipeline; resume; status.
 
-A search named NAME has a *home* folder (``search/home.py``) holding ``search.json`` (the
+A search named NAME has a *home* folder (``prunetune/home.py``) holding ``search.json`` (the
 job, the objective, the trial count), ``space.pkl`` (the search space), by default the
 study's SQLite file, and ``results.parquet`` (every trial's every step, ``results/``).
 
@@ -22,14 +22,14 @@ from ray import tune
 from prunetune.baseline import EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.errors import UserError
-from prunetune.search.objectives import OBJECTIVES, make_sampler
-from prunetune.search.home import absolute_root, experiment_exists, experiment_path, open_home, search_home
+from prunetune.home import absolute_root, experiment_exists, experiment_path, open_home, search_home
+from prunetune.objectives import OBJECTIVES
+from prunetune.samplers import make_sampler
 from prunetune.search.recording import ErrorRecorder, ProgressPrinter, ResultsRecorder
 from prunetune.search.searcher import StudySearch
-from prunetune.search.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
 from prunetune.search.trainable import FeasibilityStopper, baseline_files, trial
-
-SHARED_SECTIONS = ("data.", "model.", "baseline.", "search.", "storage.", "runtime.")
+from prunetune.spaces.schema import refuse_unsearchable
+from prunetune.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,6 @@ class SearchOutcome:
     @property
     def interrupted(self) -> bool:
         return self.summary.finished < self.requested
-
-
-def _check_space(space) -> None:
-    shared = [name for name in space.names() if name.startswith(SHARED_SECTIONS)]
-    if shared:
-        raise UserError(f"search space: {', '.join(shared)} cannot be searched: data, model and baseline settings "
-                        "decide the baseline every trial shares; search pruning, recovery and stop fields")
 
 
 def _init_ray(address: str | None) -> None:
@@ -64,9 +57,9 @@ def _init_ray(address: str | None) -> None:
 
 
 def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes]):
-    objective = OBJECTIVES[config.search.objectives]
+    objective = OBJECTIVES.get(config.search.objectives)
     seed = config.seed if config.search.sampler_seed is None else config.search.sampler_seed
-    sampler = make_sampler(config.search.sampler, seed, len(objective.metrics) > 1)
+    sampler = make_sampler(config.search.sampler, seed, objective.multi)
     storage = study_storage(config.storage.study_url, home)
     study = open_study(storage, name, objective, sampler)
     searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
@@ -84,7 +77,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
 
     ``on_epoch`` sees each epoch of the baseline when the search has to train it first.
     """
-    _check_space(space)
+    refuse_unsearchable(space.names())  # load_search did already, unless the space was built by hand
     name = name or config.name
     root = absolute_root(config.storage.root)
     config = config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})})
@@ -121,9 +114,10 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored."""
     saved = open_home(name, root)
     config, space, meta, home, root = saved.job, saved.space, saved.meta, saved.home, saved.root
-    objective = OBJECTIVES[config.search.objectives]
-    study = open_study(study_storage(config.storage.study_url, home), name, objective)
-    fail_stale_trials(study)
+    objective = OBJECTIVES.get(config.search.objectives)
+    storage = study_storage(config.storage.study_url, home)
+    study = open_study(storage, name, objective)
+    fail_stale_trials(study, storage)
     # Ray re-runs errored trials only when asked; the searcher must expect them so the
     # total stays exact (it learns the count from the study when Ray restores it).
     errored = [t for t in study.get_trials(deepcopy=False)
@@ -142,5 +136,5 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
 def search_status(name: str, root: str = "runs") -> SearchOutcome:
     saved = open_home(name, root)
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
-                       OBJECTIVES[saved.job.search.objectives])
+                       OBJECTIVES.get(saved.job.search.objectives))
     return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"])

@@ -11,9 +11,9 @@ from pathlib import Path
 from ray import tune
 
 from prunetune.config import JobConfig
-from prunetune.results.store import STORE_NAME, Store, make_row, rows_from_experiment
-from prunetune.search.home import experiment_path, is_uri
-from prunetune.search.study import TrialNumbers, error_key, trial_number, trial_numbers
+from prunetune.home import STORE_NAME, experiment_path, is_uri
+from prunetune.results.store import Store, make_row, rows_from_experiment
+from prunetune.study import TrialNumbers, error_key, trial_number, trial_numbers
 
 
 class ErrorRecorder(tune.Callback):

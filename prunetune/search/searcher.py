@@ -16,6 +16,7 @@ killed driver, and a resumed search would then wait for trials that no longer ex
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -24,30 +25,37 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
-from prunetune.search.study import RAY_ID
+from prunetune.internals import searcher_study
+from prunetune.study import RAY_ID
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class StudySearch(OptunaSearch):
-    def __init__(self, *args: Any, total: int, max_concurrent: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, space: Callable[[optuna.Trial], None], *, total: int, max_concurrent: int,
+                 **kwargs: Any) -> None:
+        super().__init__(space=space, **kwargs)
+        self.define_by_run = space
         self.total, self.max_concurrent = total, max_concurrent
         self._live: set[str] = set()
         self.expected_resumes = 0  # errored trials Ray re-runs on a resume, not suggested here
+
+    @property
+    def study(self) -> optuna.Study:
+        return searcher_study(self)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
         # The pickle's in-flight set belongs to a driver that is gone: its trials are
         # failed (stale) in the study, and only the errored ones Ray re-runs come back.
         self._live = set()
-        self.expected_resumes = int(self._ot_study.user_attrs.get("expected_resumes", 0))
+        self.expected_resumes = int(self.study.user_attrs.get("expected_resumes", 0))
 
     def finished_count(self) -> int:
-        return len(self._ot_study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
     def failed_count(self) -> int:
-        return sum(not t.user_attrs.get("stale") for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        return sum(not t.user_attrs.get("stale") for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
 
     def suggest(self, trial_id: str) -> dict | None:
         done = self.finished_count()
@@ -59,15 +67,16 @@ class StudySearch(OptunaSearch):
             return None  # enough in flight; ask again when one ends (a failure needs a replacement)
         if len(self._live) >= self.max_concurrent:
             return None
-        ot_trial = self._ot_study.ask()
+        ot_trial = self.study.ask()
         ot_trial.set_user_attr(RAY_ID, trial_id)
-        params = self._suggest_from_define_by_run_func(self._space, ot_trial)
-        self._ot_trials[trial_id] = ot_trial
+        # The space only suggests, so the trial's params are what it suggested; the trial is
+        # found again through RAY_ID, not through OptunaSearch's in-memory map.
+        self.define_by_run(ot_trial)
         self._live.add(trial_id)
-        return unflatten_dict(params)
+        return unflatten_dict(ot_trial.params)
 
     def _find(self, trial_id: str) -> optuna.trial.FrozenTrial | None:
-        matches = [t for t in self._ot_study.get_trials(deepcopy=False) if t.user_attrs.get(RAY_ID) == trial_id]
+        matches = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get(RAY_ID) == trial_id]
         return matches[-1] if matches else None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -83,14 +92,14 @@ class StudySearch(OptunaSearch):
             return
         values = None
         if result and not error:
-            values = [result.get(metric) for metric in self._metric]
+            values = [result.get(metric) for metric in self.metric]
             if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
                 values = None
         state = TrialState.FAIL if error else (TrialState.COMPLETE if values is not None else TrialState.PRUNED)
         if frozen.state == TrialState.RUNNING:
-            self._ot_study.tell(frozen.number, values if state == TrialState.COMPLETE else None, state=state)
+            self.study.tell(frozen.number, values if state == TrialState.COMPLETE else None, state=state)
         elif frozen.state == TrialState.FAIL and state != TrialState.FAIL:
             # A failed trial resumed by Ray and now finished: a new record, the old stays failed.
-            self._ot_study.add_trial(optuna.trial.create_trial(
+            self.study.add_trial(optuna.trial.create_trial(
                 params=frozen.params, distributions=frozen.distributions, values=values, state=state,
                 user_attrs={**frozen.user_attrs, "resumed_from": frozen.number}))

@@ -9,7 +9,6 @@ by their config hash.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -19,9 +18,10 @@ from ray import tune
 
 from prunetune.baseline import baseline_dir
 from prunetune.config import JobConfig
+from prunetune.home import CHECKPOINT_MODEL
+from prunetune.internals import quiet_checkpoint_log
+from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline import run
-from prunetune.results.store import CHECKPOINT_MODEL
-from prunetune.search.objectives import objective_metrics
 
 
 def baseline_files(directory: Path) -> dict[str, bytes]:
@@ -72,10 +72,10 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     ``storage.step_models``: "feasible" checkpoints every feasible step, so any point of
     the front can be exported; "best" only the trial's new best steps.
     """
-    # Ray logs every persisted checkpoint at INFO from the worker; the driver's progress line says it already.
-    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    quiet_checkpoint_log()  # the driver's progress line already says a step was kept
     config = _with_local_baseline(space.apply(JobConfig.from_dict(job), params), baseline)
     every_step = config.storage.step_models == "feasible"
+    objective = OBJECTIVES.get(config.search.objectives)
     # The pipeline's folder is scratch on the worker: everything that must last leaves
     # through Ray (each result -> the results store, each kept model -> a checkpoint),
     # which works on any node and storage. Ray's trial folder is no place for it: a
@@ -84,7 +84,7 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
         directory = Path(scratch)
 
         def report(row: dict) -> None:
-            metrics = {**row, **objective_metrics(row)}
+            metrics = {**row, **objective.values(row)}
             kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
             if kept is None:
                 tune.report(metrics)
@@ -93,7 +93,7 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
                 shutil.copy2(directory / kept, Path(staging) / CHECKPOINT_MODEL)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
 
-        run(config, report=report, directory=directory, save_steps=every_step)
+        run(config, report=report, directory=directory, save_steps=every_step, objective=objective)
 
 
 class FeasibilityStopper(tune.Stopper):

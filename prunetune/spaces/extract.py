@@ -17,7 +17,7 @@ from typing import Any
 
 from prunetune.spaces.distributions import KINDS, is_distribution, kind_keys, parse_distribution
 from prunetune.spaces.parameters import HELPER_NAME, is_helper
-from prunetune.spaces.schema import UNSEARCHABLE_SECTIONS, ConfigFields
+from prunetune.spaces.schema import ConfigFields, unsearchable
 
 Problems = list[tuple[str, str]]
 
@@ -106,11 +106,11 @@ def _check_entries(entries: list[Entry], fields: ConfigFields) -> tuple[list[Ent
             problems.append((entry.where, f"helper name {entry.path!r} is not _letters_digits_or_underscores"))
         elif not is_helper(entry.path) and not fields.is_leaf(entry.path):
             problems.append((entry.where, fields.unknown_field_message(entry.path)))
-        elif entry.path.split(".")[0] in UNSEARCHABLE_SECTIONS:
-            sections = " and ".join(f"{section}.*" for section in UNSEARCHABLE_SECTIONS)
-            problems.append((entry.where, f"{sections} settings belong to the search itself, not to a trial; "
-                                          "they cannot be searched"))
         else:
             first[entry.path] = entry
+            # Kept for the value checks after this one, so every problem is raised at once.
+            why = unsearchable(entry.path)
+            if why is not None:
+                problems.append((entry.where, why))
     return list(first.values()), problems
 

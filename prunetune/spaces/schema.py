@@ -18,10 +18,37 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from prunetune.config import JobConfig, reference
+from prunetune.config import BASELINE_FIELDS, JobConfig, reference
+from prunetune.errors import ConfigError, UnknownNameError
 
-# The search's own settings are read once by the driver: a per-trial value would do nothing.
-UNSEARCHABLE_SECTIONS = ("search", "storage")
+# The one list of fields no trial may vary, by top-level name, and why: every trial prunes
+# the one baseline the driver trains (``JobConfig.baseline_hash``) and the driver reads the
+# search's own settings once, so a per-trial value would be wrong or do nothing.
+_SHARED_BASELINE = (f"{', '.join(BASELINE_FIELDS[:-1])} and {BASELINE_FIELDS[-1]} settings decide the baseline "
+                    "every trial shares")
+_SEARCH_ITSELF = "search.* and storage.* settings belong to the search itself, not to a trial"
+UNSEARCHABLE = {
+    **dict.fromkeys(BASELINE_FIELDS, _SHARED_BASELINE),
+    "runtime": "runtime.* settings say how trials run (device, precision, threads), not which pruning they try",
+    "search": _SEARCH_ITSELF,
+    "storage": _SEARCH_ITSELF,
+}
+
+
+def unsearchable(path: str) -> str | None:
+    """Why no trial may vary the field at ``path``; None when a trial may."""
+    why = UNSEARCHABLE.get(path.split(".")[0])
+    if why is None:
+        return None
+    return f"{why}; {path} cannot be searched (search pruning.*, recovery.* or stop.* settings instead)"
+
+
+def refuse_unsearchable(names: list[str]) -> None:
+    """Raise the message ``load_search`` gives for a searched field no trial may vary, for a
+    space built without it (``SearchSpace`` by hand)."""
+    problems = [(f"search.space.{name}", why) for name in names if (why := unsearchable(name))]
+    if problems:
+        raise ConfigError(problems)
 
 
 class ConfigFields:
@@ -92,6 +119,9 @@ class ConfigFields:
             literals = self.literal_values(path)
             if first["type"] == "literal_error" and literals is not None:
                 return None, "known: " + ", ".join(str(choice) for choice in literals), first["type"]
+            unknown = first.get("ctx", {}).get("error")
+            if isinstance(unknown, UnknownNameError):
+                return None, "known: " + ", ".join(unknown.known), first["type"]
             where = "item " + ".".join(str(part) for part in first["loc"]) + ": " if first["loc"] else ""
             return None, where + first["msg"].removeprefix("Value error, "), first["type"]
 

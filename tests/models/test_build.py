@@ -18,12 +18,6 @@ def test_mobilenet_v3_small_two_classes_at_96_has_seed_001_param_count():
     assert 11_000_000 < complexity.macs < 13_000_000
 
 
-def test_measure_leaves_the_train_mode_as_it_was():
-    model = build_model(_model_config("model.name=tiny_cnn"), num_classes=10).train()
-    measure(model, 3, 16)
-    assert model.training
-
-
 def test_names_resolve_to_prunetune_torchvision_timm_and_callables():
     assert resolve("tiny_mobilenet") == ("prunetune", "tiny_mobilenet")
     assert resolve("resnet18") == ("torchvision", "resnet18")

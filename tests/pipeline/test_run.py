@@ -1,33 +1,12 @@
-import math
-
 import pandas as pd
 import pytest
 
-from prunetune.models.complexity import Complexity
+from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline import run
-from prunetune.pipeline.recovery import RecoveryResult
-from prunetune.pipeline.rows import RunResult, StepRow
 from prunetune.pruning import load_pruned
 
 PIPELINE = ("pruning.scope=all", "pruning.schedule.targets=[0.2,0.4]", "recovery.epochs=2", "recovery.patience=1",
             "baseline.lr=0.1", "baseline.epochs=3")
-
-
-def _row(step, macs, accuracy, threshold=0.5):
-    recovered = RecoveryResult(accuracy=accuracy, best_epoch=1, epochs_run=1, lr=1e-3)
-    return StepRow.make(step, 0.1 * step, 0.1 * step, False, Complexity(macs, 10), Complexity(1000, 20), accuracy,
-                        recovered, threshold, {})
-
-
-def test_an_infeasible_step_never_becomes_the_best():
-    result = RunResult(None, 0.6, 0.5, 1000, 20)
-    result.add(_row(1, 800, 0.58))
-    result.add(_row(2, 600, 0.55))
-    last = result.add(_row(3, 400, 0.45))
-    assert not last.feasible and not last.is_best
-    assert (last.best_step, last.best_accuracy, last.best_macs) == (2, 0.55, 600)
-    first = RunResult(None, 0.6, 0.5, 1000, 20).add(_row(1, 800, 0.2))
-    assert first.best_step is None and math.isnan(first.best_accuracy)
 
 
 def test_run_reports_every_step_saves_models_and_rows(tiny_job, tmp_path):
@@ -73,3 +52,11 @@ def test_mask_then_prune_masks_intermediate_steps_and_cuts_at_the_last(tiny_job,
     assert [r["masked"] for r in rows] == [True, False]
     assert rows[0]["macs"] < rows[0]["macs"] / rows[0]["mac_ratio"]  # masked MACs count live channels only
     assert load_pruned(tmp_path / "run" / "last.pt").metadata["macs"] == rows[-1]["macs"]
+
+
+def test_a_latency_search_run_measures_every_step(tiny_job, tmp_path):
+    config = tiny_job("pruning.scope=all", "pruning.schedule.targets=[0.2,0.4]", "recovery.epochs=1",
+                      "stop.min_accuracy=0.0", "search.objectives=accuracy_latency", "latency.repeats=3")
+    result = run(config, directory=tmp_path / "run", objective=OBJECTIVES.get(config.search.objectives))
+    assert len(result.rows) == 2 and all(row.latency_ms > 0 for row in result.rows)
+    assert result.rows[-1].best_latency_ms == min(row.latency_ms for row in result.rows)

@@ -5,7 +5,10 @@ from torch import nn
 from prunetune.config import load_config
 from prunetune.data import ImageTensors, TensorLoader
 from prunetune.errors import UnknownNameError
+from prunetune.models.zoo import tiny_mobilenet
+from prunetune.pruning import Pruner
 from prunetune.pruning.criteria import CRITERIA, ScoringContext, channel_costs, get_criterion
+from prunetune.pruning.scope import build_graph, select_scope
 from prunetune.pruning.selection import select_channels
 from prunetune.pruning.statistics import collect_stats, stat_points
 from prunetune.runtime import resolve_runtime
@@ -95,16 +98,6 @@ def test_vbp_ranks_a_constant_activation_lowest_though_its_weights_are_large(tin
     assert _lowest(groups, _criterion("l1"), ScoringContext()) != (group.name, PLANTED_CHANNEL)
 
 
-def test_vbp_statistics_are_post_activation():
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1))
-    from prunetune.pruning.scope import build_graph, select_scope
-
-    graph = build_graph(model.eval(), torch.randn(1, 3, 8, 8))
-    groups = select_scope(model, graph, "all")
-    stats = collect_stats(model, groups, _loader(), CPU)
-    assert (stats["0"].mean >= 0).all()  # after ReLU every mean is non-negative
-
-
 def test_random_is_reproducible_for_a_seed(tiny):
     _, _, groups, _ = tiny
     first = _criterion("random").score(groups[0], ScoringContext(generator=torch.Generator().manual_seed(3)))
@@ -139,3 +132,27 @@ def test_mac_aware_additive_mode_mixes_base_and_cost(tiny):
     scores = _criterion("mac_aware", mode="additive", alpha=0.0, beta=1.0).score(groups[0], context)
     expected = context.costs[groups[0].name] / max(context.costs.values())
     assert torch.allclose(scores, torch.full_like(scores, expected))
+
+
+def test_latency_costs_are_each_member_layers_time_per_channel():
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                          nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.Flatten(), nn.LazyLinear(10)).eval()
+    example = torch.randn(1, 3, 8, 8)
+    model(example)
+    graph = build_graph(model, example)
+    group = next(g for g in select_scope(model, graph, "all") if g.name == "0")
+    fake = {model[0]: 8.0, model[3]: 4.0, model[6]: 2.0, model[8]: 1.0}
+    cost = channel_costs(model, [group], example, latencies=fake)[group.name]
+    # expand conv out side 8/8, depthwise counted once 4/8, consumer conv in side 2/8
+    assert cost == pytest.approx(8 / 8 + 4 / 8 + 2 / 8)
+
+
+
+def test_mac_aware_with_latency_cost_scores_every_channel_of_a_real_model():
+    config = load_config(None, ["pruning.criterion=mac_aware", "pruning.mac_aware.cost=latency",
+                                "pruning.mac_aware.beta=-1.0", "latency.repeats=2"]).pruning
+    model = tiny_mobilenet().eval()
+    pruner = Pruner(model, torch.randn(1, 3, 32, 32), config)
+    scores = pruner.scores()
+    assert set(scores) == {g.name for g in pruner.groups()}
+    assert all(torch.isfinite(s).all() and len(s) == g.channels for g, s in zip(pruner.groups(), scores.values()))

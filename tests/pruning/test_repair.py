@@ -61,14 +61,14 @@ def pruned_pair(pruned_once):
 
 
 def _context(pruned, loader, reference, kept, lam):
-    return RepairContext(pruned, CPU, loader, samples=64, calibration=loader, reference=reference, kept=kept,
-                         asr_lambda=lam)
+    return RepairContext(model=pruned, runtime=CPU, recalibration=loader, samples=64, calibration=loader,
+                         reference=reference, kept=kept, asr_lambda=lam)
 
 
 def test_asr_with_lambda_to_infinity_leaves_weights_unchanged_and_equals_bn(pruned_pair):
     dense, pruned, loader, reference, kept = pruned_pair
     plain = copy.deepcopy(pruned)
-    repair("bn", RepairContext(plain, CPU, loader, samples=64))
+    repair("bn", RepairContext(model=plain, runtime=CPU, recalibration=loader, samples=64))
     repair("asr", _context(pruned, loader, reference, kept, float("inf")))
     expected = plain.state_dict()
     for name, value in pruned.state_dict().items():
@@ -78,7 +78,7 @@ def test_asr_with_lambda_to_infinity_leaves_weights_unchanged_and_equals_bn(prun
 def test_asr_with_lambda_to_zero_matches_post_activation_variances_fully(pruned_pair):
     dense, pruned, loader, reference, kept = pruned_pair
     plain = copy.deepcopy(pruned)
-    repair("bn", RepairContext(plain, CPU, loader, samples=64))
+    repair("bn", RepairContext(model=plain, runtime=CPU, recalibration=loader, samples=64))
     repair("asr", _context(pruned, loader, reference, kept, 0.0))
     points = repair_points(pruned, torch.zeros(1, 3, 32, 32))
     after = collect_point_stats(pruned, points, loader, CPU)

@@ -88,10 +88,3 @@ def test_compare_fronts_reports_hypervolumes_dominance_and_the_joint_front():
     assert result.dominated_share["better"] == 0.0
     assert sorted(zip(result.union_front["experiment"], result.union_front["accuracy"])) == [
         ("better", 0.90), ("better", 0.96), ("hand", 0.70)]
-
-
-def test_front_table_headers_are_the_shortest_unique_suffixes():
-    from prunetune.results.tables import short_names
-
-    assert short_names(["recovery.lr", "recovery.lr_high", "pruning.schedule.steps", "a.steps.x", "b.steps.x"]) == [
-        "lr", "lr_high", "steps", "a.steps.x", "b.steps.x"]

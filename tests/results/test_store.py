@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from prunetune.config import load_config
-from prunetune.pipeline.rows import ROW_COLUMNS
 from prunetune.results import load
 from prunetune.results.store import Store, config_columns, journal_path, make_row
+from prunetune.step_row import ROW_COLUMNS
 
 
 def _row(trial_id, step, accuracy=0.9):

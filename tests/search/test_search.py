@@ -7,19 +7,19 @@ from optuna.trial import TrialState
 
 from prunetune.baseline import prepare_baseline
 from prunetune.errors import UserError
+from prunetune.home import CHECKPOINT_MODEL
 from prunetune.pruning.persist import load_pruned
 from prunetune.results import load
-from prunetune.results.store import CHECKPOINT_MODEL
 from prunetune.search import run_search, search_status
-from prunetune.search.study import open_study, study_storage
-from prunetune.search.objectives import OBJECTIVES
-from prunetune.spaces import load_search
+from prunetune.objectives import OBJECTIVES
+from prunetune.spaces import Choice, Parameter, SearchSpace, load_search
+from prunetune.study import open_study, study_storage
 from prunetune.training import evaluate
 from tests.ray_records import ray_results
 
 
 def _study(outcome, job):
-    return open_study(study_storage(job.storage.study_url, outcome.home), outcome.name, OBJECTIVES[job.search.objectives])
+    return open_study(study_storage(job.storage.study_url, outcome.home), outcome.name, OBJECTIVES.get(job.search.objectives))
 
 
 def test_multi_objective_search_keeps_infeasible_trials_off_the_front(ray_session, search_job):
@@ -60,8 +60,15 @@ def test_a_second_search_with_the_same_name_is_refused(ray_session, search_job):
 
 
 def test_searching_a_baseline_setting_is_refused_before_ray_starts(search_job):
-    job, space = load_search(search_job("shared"), ["baseline.epochs={choice: [1, 2]}"])
     with pytest.raises(UserError, match="baseline.epochs cannot be searched"):
+        job, space = load_search(search_job("shared"), ["baseline.epochs={choice: [1, 2]}"])
+        run_search(job, space, verbose=0)
+
+
+def test_a_space_built_by_hand_is_refused_by_the_driver_too(search_job):
+    job, _ = load_search(search_job("by-hand"), [])
+    space = SearchSpace((Parameter("runtime.threads", Choice((1, 2))),))
+    with pytest.raises(UserError, match="runtime.threads cannot be searched"):
         run_search(job, space, verbose=0)
 
 

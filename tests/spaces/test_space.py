@@ -4,7 +4,7 @@ import optuna
 import pytest
 import yaml
 
-from prunetune.config import JobConfig, load_config
+from prunetune.config import JobConfig
 from prunetune.errors import ConfigError
 from prunetune.spaces import build_search, load_search
 
@@ -139,14 +139,9 @@ def test_fixed_value_of_a_searched_field_stands_when_its_parameter_is_skipped():
 def test_model_kwargs_holds_a_literal_mapping_unless_it_is_exactly_a_distribution():
     config, space = build_search({"model": {"kwargs": {"choice": 3}}, "recovery": {"lr": {"uniform": [1e-4, 1e-3]}}})
     assert config.model.kwargs == {"choice": 3} and space.names() == ["recovery.lr"]
-    config, space = build_search({"model": {"kwargs": {"choice": [{}, {"width": 8}]}}})
-    assert space.names() == ["model.kwargs"]
-    assert space.apply(config, {"model.kwargs": '{"width": 8}'}).model.kwargs == {"width": 8}
-
-
-def test_a_search_space_only_job_still_loads_with_load_config():
-    # The CLI's plain config commands read search.space as an opaque mapping.
-    assert load_config(None, ["search.space.recovery.lr={loguniform: [1e-5, 1e-3]}"]).recovery.lr == 1e-4
+    # Read as a distribution, so refused: model.* decides the baseline every trial shares.
+    with pytest.raises(ConfigError, match="model.kwargs cannot be searched"):
+        build_search({"model": {"kwargs": {"choice": [{}, {"width": 8}]}}})
 
 
 def test_ray_optuna_search_passes_dotted_names_through_unchanged(searched):

@@ -3,6 +3,9 @@
 With a local ``storage.root`` the home is ``<root>/<NAME>``, which is also Ray's
 experiment folder; with a URI root (``s3://...``) Ray writes there and the home stays
 local under ``.prunetune/searches/<NAME>``.
+
+Both the search (which writes these files) and ``results/`` (which reads them) import
+this module, so it imports neither of them, nor torch, Ray or Optuna.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from pyarrow import fs as pafs
 
 from prunetune.config import JobConfig
 from prunetune.errors import UserError
+
+STORE_NAME = "results.parquet"  # the results store in the home folder (results/store.py)
+CHECKPOINT_MODEL = "model.pt"  # the pruned model inside each kept step's checkpoint folder
 
 
 def is_uri(root: str) -> bool:

@@ -1,4 +1,4 @@
-"""A trial's scratch folder: its own, and those of dead workers removed."""
+"""The trainable adapter: a trial's scratch folder is its own, and those of dead workers are removed."""
 
 import os
 import subprocess

@@ -3,6 +3,9 @@
 The study lives in an RDB storage: by default a SQLite file in the search's home
 folder, or any SQLAlchemy URL (``storage.study_url``). OptunaSearch needs an
 ``RDBStorage`` object, not a URL string.
+
+The search writes the study and ``results/`` reads it, so this module imports Optuna
+only: neither of them, nor Ray or torch.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from prunetune.search.objectives import Objective
+from prunetune.objectives import Objective
 
 RAY_ID = "ray_trial_id"  # the user attribute holding a trial's Ray id
 
@@ -65,12 +68,18 @@ def error_key(number: int) -> str:
     return f"trial_{number}_error"
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Mark trials left RUNNING by a driver that died as FAIL; they never count as finished."""
+def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
+    """Mark trials left RUNNING by a driver that died as FAIL; they never count as finished.
+
+    ``storage`` is the study's: ``Study.tell`` refuses WAITING trials, and only the
+    storage's public methods reach a trial by number without Optuna's private ids.
+    """
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, "stale", True)
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, "stale", True)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
     return len(stale)
 
 

@@ -1,0 +1,71 @@
+"""The private Ray and Optuna APIs ``prunetune/internals.py`` wraps are there, in the shape it was checked against.
+
+A failure here after a dependency update names the wrapper to re-read against the new
+version's source; only then update ``CHECKED_AGAINST``.
+"""
+
+import importlib
+import importlib.metadata
+import inspect
+import re
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+import prunetune
+from prunetune import internals
+
+PRIVATE_USE = re.compile(r"\._ot_|optuna\._|ray\.[\w.]*\._|\._trial_id\b|\._storage\b|_suggest_from_define_by_run")
+
+
+@pytest.mark.parametrize("package", sorted(internals.CHECKED_AGAINST))
+def test_installed_ray_and_optuna_are_the_versions_the_wrappers_were_checked_against(package):
+    installed, checked = importlib.metadata.version(package), internals.CHECKED_AGAINST[package]
+    assert installed == checked, (f"{package} {installed} is installed but prunetune/internals.py was checked against "
+                                  f"{checked}: re-check each of its wrappers that uses {package}, then update "
+                                  "CHECKED_AGAINST")
+
+
+def one_parameter(trial: optuna.Trial) -> None:
+    trial.suggest_float("x", 0, 1)
+
+
+def test_searcher_study_is_the_study_optuna_search_asks_and_pickles(tmp_path):
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(space=one_parameter, metric="m", mode="max", study_name="kept")
+    study = internals.searcher_study(searcher)
+    assert isinstance(study, optuna.Study), "OptunaSearch no longer holds _ot_study: re-check searcher_study"
+    study.ask()
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = OptunaSearch()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert internals.searcher_study(restored).study_name == "kept", "OptunaSearch.save/restore no longer carry " \
+        "_ot_study: re-check searcher_study"
+    assert len(internals.searcher_study(restored).trials) == 1
+
+
+def test_hypervolume_wrapper_calls_optunas_wfg_with_the_signature_it_was_checked_against():
+    from optuna._hypervolume import compute_hypervolume
+
+    parameters = list(inspect.signature(compute_hypervolume).parameters)
+    assert parameters == ["loss_vals", "reference_point", "assume_pareto"], \
+        f"optuna._hypervolume.compute_hypervolume{inspect.signature(compute_hypervolume)}: re-check hypervolume"
+    # inside [0, 2]^2 each point dominates a 1 x 2 strip; the strips overlap in one unit square
+    assert internals.hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([2.0, 2.0])) == pytest.approx(3.0)
+
+
+def test_ray_checkpoint_logger_names_the_module_that_logs_each_checkpoint():
+    module = importlib.import_module(internals.RAY_CHECKPOINT_LOGGER)
+    assert module.logger.name == internals.RAY_CHECKPOINT_LOGGER, "re-check RAY_CHECKPOINT_LOGGER"
+    assert "Checkpoint successfully created" in inspect.getsource(module), "re-check RAY_CHECKPOINT_LOGGER"
+
+
+def test_no_module_but_internals_uses_a_private_ray_or_optuna_name():
+    package = Path(prunetune.__file__).parent
+    offenders = [f"{path.relative_to(package)}:{number}: {line.strip()}"
+                 for path in sorted(package.rglob("*.py")) if path.name != "internals.py"
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if PRIVATE_USE.search(line)]
+    assert offenders == [], "wrap these in prunetune/internals.py:\n" + "\n".join(offenders)
