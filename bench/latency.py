@@ -74,9 +74,11 @@ def run_case(name: str, scope: str, target: float | None, args, dense_macs: dict
     solve_seconds = 0.0
     if target is not None:
         started = time.perf_counter()
+        pruner = Pruner(model, example, config, seed=0)
+        scores = pruner.scores()
         sparsity, _ = solve_mac_target(lambda m: Pruner(m, example, config, seed=0), model, 3, args.size, target,
-                                       tolerance=0.02, iterations=12)
-        Pruner(model, example, config, seed=0).step(sparsity)
+                                       scores, tolerance=0.02, iterations=12)
+        pruner.step(sparsity, scores=scores)
         solve_seconds = time.perf_counter() - started
     complexity = measure(model, 3, args.size)
     dense_macs.setdefault(name, complexity.macs)

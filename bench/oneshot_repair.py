@@ -5,7 +5,9 @@
 CONFIG defaults to the embedded demo (examples/digits_baseline.yaml); its baseline is
 trained first if ``runs/`` does not hold it. Each cell prunes a fresh copy of the
 baseline to the sparsity in one step, applies the repair on the calibration split and
-reports validation accuracy with no training at all.
+reports validation accuracy with no training at all. Columns ``+comp`` also fold the
+pruned channels' input means into their consumers first (``pruning.compensation``): under a
+recalibrating repair only consumers that no BN normalises change (docs/pruning.md).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import torch
 
 from prunetune.baseline import prepare_baseline
 from prunetune.config import load_config
-from prunetune.pruning import Pruner, RepairContext, collect_stats, dense_reference, repair
+from prunetune.pruning import Pruner, RepairContext, dense_reference, repair
+from prunetune.pruning.statistics import collect_calibration
 from prunetune.training import evaluate
 
 SPARSITIES = (0.3, 0.5, 0.7, 0.9)
-REPAIRS = ("none", "bn", "layerwise", "asr")
+# (repair, compensation): every repair alone, and compensation where it can change the model.
+VARIANTS = (("none", False), ("none", True), ("bn", False), ("bn", True), ("layerwise", False), ("asr", False),
+            ("asr", True))
 CRITERIA = ("l1", "vbp")
 
 
@@ -44,15 +49,19 @@ def main() -> None:
     rows = []
     started = time.perf_counter()
     for criterion in CRITERIA:
-        pruning = load_config(args.config, [f"pruning.scope={args.scope}", f"pruning.criterion={criterion}"]).pruning
         for sparsity in SPARSITIES:
             cells = []
-            for kind in REPAIRS:
+            for kind, compensation in VARIANTS:
+                pruning = load_config(args.config, [f"pruning.scope={args.scope}", f"pruning.criterion={criterion}",
+                                                    f"pruning.repair={kind}",
+                                                    f"pruning.compensation={str(compensation).lower()}"]).pruning
                 model = copy.deepcopy(baseline.model).eval()
                 pruner = Pruner(model, example, pruning, seed=config.seed)
-                stats = collect_stats(model, pruner.groups(), loaders.calibration, runtime, batches) \
-                    if pruner.criterion.needs_stats else None
-                pruner.step(sparsity, stats=stats)
+                groups = pruner.groups()
+                stats, means = collect_calibration(model, loaders.calibration, runtime, batches,
+                                                   groups=groups if pruner.criterion.needs_stats else None,
+                                                   consumers=pruner.consumers(groups) if compensation else None)
+                pruner.step(sparsity, stats=stats, consumer_means=means or None)
                 repair(kind, RepairContext(
                     model=model, runtime=runtime, recalibration=loaders.calibration,
                     samples=pruning.recalibration_samples, calibration=loaders.calibration, calibration_batches=batches,
@@ -69,8 +78,8 @@ def main() -> None:
         f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - started:.0f} s for the table.",
         f"Command: `.venv/bin/python bench/oneshot_repair.py {args.config} --scope {args.scope}`",
         "",
-        "| criterion | sparsity | " + " | ".join(REPAIRS) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in REPAIRS) + " |",
+        "| criterion | sparsity | " + " | ".join(kind + (" +comp" if comp else "") for kind, comp in VARIANTS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in VARIANTS) + " |",
     ]
     for criterion, sparsity, cells in rows:
         best = max(cells)

@@ -6,6 +6,9 @@ hash, per-epoch history) and ``config.yaml``. The hash covers exactly what decid
 baseline (seed, data, model, baseline sections), so a second call with an equal config
 reuses the directory instead of retraining, and a pruning or search setting never forces
 a retrain.
+
+A separate distillation teacher (``recovery.teacher``) is loaded here too, before the
+baseline trains, so a teacher that cannot serve the student is refused before any work.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ import torch
 import yaml
 from torch import nn
 
-from prunetune.config import JobConfig
+from prunetune.config import JobConfig, ModelConfig
 from prunetune.data import Loaders, Splits, build_splits, make_loaders
+from prunetune.errors import ModelError
 from prunetune.io import write_atomic
 from prunetune.models import build_model, measure
 from prunetune.runtime import Runtime, resolve_runtime, seed_everything
@@ -61,6 +65,7 @@ class Baseline:
     splits: Splits
     loaders: Loaders
     runtime: Runtime
+    teacher: nn.Module | None = None  # recovery.teacher, loaded and frozen; None: distil from the baseline
 
 
 def baseline_dir(config: JobConfig) -> Path:
@@ -75,12 +80,13 @@ def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None) -
     splits = build_splits(config.data, config.seed)
     loaders = make_loaders(splits, config.data, runtime.device, config.seed, runtime.channels_last)
     model = build_model(config.model, splits.num_classes, splits.channels)
+    teacher = load_teacher(config, splits.num_classes, splits.channels, splits.image_size, runtime)
     directory = baseline_dir(config)
     record = _read_record(directory, config.baseline_hash())
     if record is not None:
         model.load_state_dict(torch.load(directory / "model.pt", map_location="cpu", weights_only=True))
         model = runtime.prepare(model).eval()
-        return Baseline(model, record, directory, True, splits, loaders, runtime)
+        return Baseline(model, record, directory, True, splits, loaders, runtime, teacher)
 
     model = runtime.prepare(model)
     started = time.perf_counter()
@@ -108,7 +114,48 @@ def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None) -
     # Fresh loaders (shuffle and augmentation generators at their seed): what follows a
     # trained baseline must see the same batches as what follows a reused one.
     loaders = make_loaders(splits, config.data, runtime.device, config.seed, runtime.channels_last)
-    return Baseline(model.eval(), record, directory, False, splits, loaders, runtime)
+    return Baseline(model.eval(), record, directory, False, splits, loaders, runtime, teacher)
+
+
+def load_teacher(config: JobConfig, num_classes: int, channels: int, image_size: int,
+                 runtime: Runtime) -> nn.Module | None:
+    """``recovery.teacher`` built and loaded, frozen, in eval mode on the runtime's device (None if unset).
+
+    Built for the student's class count and input; a teacher whose logits are not of the
+    student's classes is refused with one line naming ``recovery.teacher``.
+    """
+    settings = config.recovery.teacher
+    if settings is None:
+        return None
+    classes = config.model.num_classes or num_classes
+    # Building draws initial weights: off the seeded stream (and the probe below draws
+    # nothing), so that a job with a teacher trains the same baseline as the job without one
+    # (they share its folder).
+    with torch.random.fork_rng(devices=[]):
+        try:
+            teacher = build_model(ModelConfig(**settings.model_dump()), classes, channels)
+        except ModelError as error:
+            raise ModelError(_teacher_message(str(error), classes)) from None
+    teacher = runtime.prepare(teacher).eval().requires_grad_(False)
+    try:
+        with torch.no_grad():
+            logits = teacher(torch.zeros(1, channels, image_size, image_size, device=runtime.device))
+    except RuntimeError as error:
+        raise ModelError(f"recovery.teacher: {settings.name!r} fails on the student's {channels}-channel "
+                         f"{image_size}x{image_size} input: {str(error).splitlines()[0]}") from None
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != classes:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelError(f"recovery.teacher: {settings.checkpoint!r} ({settings.name}) outputs {shape} for one "
+                         f"image; the student has {classes} classes, and a teacher must output (1, {classes})")
+    return teacher
+
+
+def _teacher_message(message: str, classes: int) -> str:
+    # build_model names the model section's fields; the teacher's live under recovery.teacher.
+    message = re.sub(r"\bmodel\.(name|checkpoint_format|checkpoint|kwargs)\b", r"recovery.teacher.\1", message)
+    if "does not fit" in message:  # most often a head of another class count
+        message += f" (the teacher is built for the student's {classes} classes)"
+    return message
 
 
 def _train(model: nn.Module, config: JobConfig, loaders: Loaders, runtime: Runtime,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +17,11 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from prunetune.errors import PrunetuneError
+
+PACKAGE = Path(__file__).resolve().parent
 
 app = typer.Typer(
     name="prunetune",
@@ -27,9 +31,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped or logged output gets wide tables; a terminal keeps its own width.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+# Piped or logged output gets wide tables; a terminal keeps its own width. Markup is off:
+# what is printed holds user text (names, paths, "needs [low, high]"), which Rich would
+# read as tags and drop; styles are given as rich.text.Text.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160, markup=False)
+err = Console(stderr=True, markup=False)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config of the job (see examples/ and the README).")]
 OverridesArg = Annotated[
@@ -38,20 +44,32 @@ OverridesArg = Annotated[
 
 
 def user_facing(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn prunetune's errors into a message and an exit code instead of a traceback."""
+    """Turn prunetune's errors into a message and an exit code instead of a traceback, and its
+    warnings into one line each."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+                return command(*args, **kwargs)
         except PrunetuneError as error:
-            err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            err.print(Text.assemble(("error:", "bold red"), f" {error}"), highlight=False, soft_wrap=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _show_warning(shown_before: Callable[..., None], message: Warning | str, category: type[Warning],
+                  filename: str, *args: Any, **kwargs: Any) -> None:
+    # prunetune's own warnings are messages to the user; the line of code that raised them is not.
+    if Path(filename).resolve().is_relative_to(PACKAGE):
+        err.print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+    else:
+        shown_before(message, category, filename, *args, **kwargs)
 
 
 @app.command()
@@ -129,10 +147,11 @@ def results_table(result) -> Table:
     table.add_row("baseline", "0.00", "0.000", "", f"{result.baseline_accuracy:.4f}", f"{result.baseline_macs:,}",
                   "1.000", f"{result.baseline_params:,}", "", "", "")
     for row in result.rows:
-        table.add_row(str(row.step), f"{row.target_sparsity:.2f}", f"{row.sparsity:.3f}", f"{row.pre_accuracy:.4f}",
+        step = f"{row.step} final" if row.phase == "final" else str(row.step)
+        table.add_row(step, f"{row.target_sparsity:.2f}", f"{row.sparsity:.3f}", f"{row.pre_accuracy:.4f}",
                       f"{row.accuracy:.4f}", f"{row.macs:,}", f"{row.mac_ratio:.3f}", f"{row.params:,}",
                       f"{row.epochs_run} ({row.best_epoch})", f"{sum(row.seconds.values()):.1f}s",
-                      "yes" if row.feasible else "[red]no[/]")
+                      "yes" if row.feasible else Text("no", style="red"))
     return table
 
 
@@ -148,8 +167,10 @@ def _print_recovery_epoch(row: dict[str, Any]) -> None:
 
 
 def _print_step(row: dict[str, Any]) -> None:
-    verdict = "ok" if row["feasible"] else "BELOW THRESHOLD, stopping"
-    out.print(f"[step {row['step']}] target {row['target_sparsity']:.2f} -> sparsity {row['sparsity']:.3f}, "
+    final = row.get("phase") == "final"
+    verdict = "ok" if row["feasible"] else "below threshold" if final else "BELOW THRESHOLD, stopping"
+    step = f"step {row['step']} final fine-tuning" if final else f"step {row['step']}"
+    out.print(f"[{step}] target {row['target_sparsity']:.2f} -> sparsity {row['sparsity']:.3f}, "
               f"MACs {row['mac_ratio']:.1%}, acc {row['pre_accuracy']:.4f} -> {row['accuracy']:.4f} "
               f"(best epoch {row['best_epoch']}/{row['epochs_run']}), {row['seconds_total']:.1f}s: {verdict}",
               highlight=False, markup=False)

@@ -19,10 +19,13 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from prunetune import registry
-from prunetune.errors import ConfigError, UnknownNameError, UserError
+from prunetune.errors import ConfigError, UnknownModelError, UnknownNameError, UserError
 from prunetune.registry import Registry
+from prunetune.user_yaml import DuplicateKeyError, UniqueKeyLoader, read_yaml, yaml_problem
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+# NumPy's legacy seeding and scikit-learn's random_state take unsigned 32-bit seeds only.
+SEED_MAX = 2**32 - 1
 
 
 def registered(names: Registry) -> Any:
@@ -44,8 +47,16 @@ def _known_model(name: str) -> str:
     return name
 
 
+def _known_teacher(name: str) -> str:
+    try:
+        return _known_model(name)
+    except UnknownModelError as error:
+        raise UnknownModelError(str(error).replace("model.name: ", "recovery.teacher.name: ", 1)) from None
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No field can use inf or nan (a learning rate of inf trains to nan, ``1e400`` reads as inf).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -108,7 +119,8 @@ class ScheduleConfig(Section):
     kind: registered(registry.SCHEDULES) = Field(
         "targets", description="how the sparsity steps are chosen"
     )
-    targets: tuple[Fraction, ...] = Field((0.1, 0.2, 0.3), description="cumulative channel sparsities (targets)")
+    targets: tuple[Fraction, ...] = Field((0.1, 0.2, 0.3), min_length=1,
+                                          description="cumulative channel sparsities (targets)")
     final_sparsity: Fraction = Field(0.5, description="end point of linear / geometric / one_shot")
     steps: int = Field(5, ge=1, le=1000, description="number of steps of linear / geometric")
     mac_target: Fraction = Field(0.5, description="MACs to keep, as a fraction of the baseline (mac_target)")
@@ -130,7 +142,7 @@ class PruningConfig(Section):
         "l1", description="channel importance criterion"
     )
     group_reduction: registered(registry.REDUCTIONS) = Field(
-        "mean", description="how magnitude scores of coupled layers combine"
+        "mean", description="how the member layers' scores of a group combine (l1, l2, bn_gamma, lamp, taylor)"
     )
     mac_aware: MacAwareConfig = Field(default_factory=MacAwareConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -151,6 +163,25 @@ class PruningConfig(Section):
     mask_then_prune: bool = Field(False, description="zero channels at intermediate steps, remove them at the last")
 
 
+class TeacherConfig(Section):
+    """A trained model to distil from instead of the unpruned baseline; mirrors ``model``."""
+
+    name: Annotated[str, AfterValidator(_known_teacher)] = Field(
+        description="the teacher's model (as model.name), built for the student's classes; the whole "
+        "recovery.teacher section is null by default: distil from the unpruned baseline")
+    checkpoint: str = Field(description="the teacher's trained weights (required: an untrained teacher teaches noise)")
+    checkpoint_format: Literal["auto", "state_dict", "module"] = "auto"
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="extra keyword arguments to the builder")
+
+    @model_validator(mode="after")
+    def _student_classes(self) -> TeacherConfig:
+        taken = sorted({"num_classes", "in_channels"} & set(self.kwargs))
+        if taken:
+            raise ValueError(f"kwargs may not set {', '.join(taken)}: the teacher sees the student's input and "
+                             "must output the student's classes")
+        return self
+
+
 class RecoveryConfig(Section):
     epochs: int = Field(10, ge=0, description="most recovery epochs per step")
     patience: int | None = Field(3, ge=1, description="epochs without val improvement before stopping")
@@ -168,11 +199,27 @@ class RecoveryConfig(Section):
     variance_entropy_lambda: float = Field(0.0, ge=0.0, description="weight of the variance-entropy loss (seed 003 1.4)")
     sparse_pretrain_epochs: int = Field(0, ge=0, description="L2,1 sparse training before the first step")
     sparse_lambda: float = Field(1e-4, ge=0.0, description="weight of the L2,1 group penalty")
+    teacher: TeacherConfig | None = Field(None, description="distil from this trained model; null: from the "
+                                          "unpruned baseline")
+    final_epochs: int = Field(0, ge=0, description="seed 003 phase 3: fine-tuning epochs after the last step, of "
+                              "the last feasible step's model, reported as one more row (0: off)")
+    final_lr: float | None = Field(None, gt=0.0, description="learning rate of the final fine-tuning "
+                                   "(default: the last feasible step's)")
 
     @model_validator(mode="after")
     def _lr_high_pair(self) -> RecoveryConfig:
         if (self.lr_high is None) != (self.lr_high_threshold is None):
             raise ValueError("lr_high and lr_high_threshold are set together or not at all")
+        return self
+
+    @model_validator(mode="after")
+    def _settings_that_act(self) -> RecoveryConfig:
+        if self.teacher is not None and self.kd_alpha == 0.0:
+            raise ValueError("teacher is set but kd_alpha is 0, so nothing distils from it: set kd_alpha > 0 or "
+                             "remove teacher")
+        if self.final_lr is not None and self.final_epochs == 0:
+            raise ValueError(f"final_lr {self.final_lr:g} is set but final_epochs is 0 (no final fine-tuning): "
+                             "set final_epochs >= 1 or remove final_lr")
         return self
 
 
@@ -210,8 +257,8 @@ class StopConfig(Section):
 class SearchConfig(Section):
     num_samples: int = Field(8, ge=1, description="trials to complete")
     sampler: registered(registry.SAMPLERS) = Field("tpe", description="Optuna sampler")
-    sampler_seed: int | None = Field(None, description="seed of the sampler (default: seed); changing it "
-                                     "alone reruns a search without retraining the baseline")
+    sampler_seed: int | None = Field(None, ge=0, le=SEED_MAX, description="seed of the sampler (default: seed); "
+                                     "changing it alone reruns a search without retraining the baseline")
     objectives: registered(registry.OBJECTIVES) = Field(
         "accuracy_macs", description="accuracy_macs / accuracy_latency: two objectives (Pareto); the others: one"
     )
@@ -247,7 +294,7 @@ BASELINE_FIELDS = ("seed", "data", "model", "baseline")
 
 class JobConfig(Section):
     name: str = Field("prunetune", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="name of the job / experiment")
-    seed: int = Field(0, description="seeds data splits, initialisation, shuffling and the search")
+    seed: int = Field(0, ge=0, le=SEED_MAX, description="seeds data splits, initialisation, shuffling and the search")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     baseline: BaselineConfig = Field(default_factory=BaselineConfig)
@@ -287,18 +334,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return validate_config(apply_overrides(raw, overrides))
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError([("", f"config file {str(path)!r} does not exist")])
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError([("", f"config file {str(path)!r} is not valid YAML: {error}")]) from None
-    if not isinstance(raw, dict):
-        raise ConfigError([("", f"config file {str(path)!r} must hold a mapping, not {type(raw).__name__}")])
-    return raw
-
-
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Return a copy of ``raw`` with each ``a.b.c=value`` set; the value is parsed as YAML."""
     result = json.loads(json.dumps(raw))
@@ -313,11 +348,17 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if not isinstance(child, dict):
                 raise ConfigError([(".".join(parents[: depth + 1]), f"is {child!r}, not a section; cannot set {key}")])
             node = child
-        try:
-            node[leaf] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            node[leaf] = text
+        node[leaf] = _override_value(item, text)
     return result
+
+
+def _override_value(item: str, text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader) if text.strip() else None  # noqa: S506 - safe subclass
+    except DuplicateKeyError as error:
+        raise ConfigError([("", f"override {item!r} is not valid YAML{yaml_problem(error)}")]) from None
+    except yaml.YAMLError:
+        return text  # not YAML: the plain string, as a shell user means it
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
@@ -333,13 +374,21 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     return path, f"{message} (got {error.get('input')!r})"
 
 
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The section class of a field typed ``Section`` or ``Section | None``, else None."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     model: Any = JobConfig
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is None or _section_of(field.annotation) is None:
             return []
-        model = field.annotation
+        model = _section_of(field.annotation)
     return list(model.model_fields)
 
 
@@ -350,11 +399,11 @@ def reference() -> list[tuple[str, str, str, str]]:
     def walk(model: type[BaseModel], prefix: str) -> None:
         for name, field in model.model_fields.items():
             path = f"{prefix}{name}"
-            annotation = field.annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                walk(annotation, f"{path}.")
+            annotation, section = field.annotation, _section_of(field.annotation)
+            if section is not None:
+                walk(section, f"{path}.")
                 continue
-            default = field.get_default(call_default_factory=True)
+            default = "required" if field.is_required() else json.dumps(field.get_default(call_default_factory=True))
             names = next((m for m in field.metadata if isinstance(m, Registry)), None)
             if names is not None:
                 kind = f"{names.kind}: one of " + ", ".join(names.names())
@@ -365,7 +414,7 @@ def reference() -> list[tuple[str, str, str, str]]:
             symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
             limits = [f"{symbols[k]} {getattr(m, k)}" for m in field.metadata for k in symbols if hasattr(m, k)]
             kind = kind + (f" ({', '.join(limits)})" if limits else "")
-            rows.append((path, kind, json.dumps(default), field.description or ""))
+            rows.append((path, kind, default, field.description or ""))
 
     walk(JobConfig, "")
     return rows

@@ -15,11 +15,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunetune.errors import ModelError
 from prunetune.registry import LR_SCHEDULES, OPTIMIZERS
 from prunetune.runtime import Runtime
 from prunetune.torch_tools import evaluation_mode
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+# GoogLeNet (Szegedy et al. 2015, sec. 5) adds its auxiliary classifiers' cross-entropy
+# weighted by 0.3 during training; Inception v3's single auxiliary head gets the same.
+AUX_LOSS_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,36 @@ def cosine_lr(progress: float) -> float:
 
 def lr_at(iteration: int, total: int, base_lr: float, schedule: str, warmup: int) -> float:
     """Learning rate at ``iteration`` of ``total``: linear warm-up, then the registered schedule."""
+    curve = LR_SCHEDULES.get(schedule)  # looked up first: an unknown name fails in warm-up too
     if iteration < warmup:
         return base_lr * (iteration + 1) / warmup
     progress = (iteration - warmup) / max(1, total - warmup)
-    return base_lr * LR_SCHEDULES.get(schedule)(progress)
+    return base_lr * curve(progress)
+
+
+def split_outputs(output) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(logits, auxiliary logits) of one forward's output.
+
+    A tensor is the logits. A tuple or namedtuple (torchvision's GoogLeNetOutputs and
+    InceptionOutputs in train mode) holds them in its ``logits`` field or first element and
+    auxiliary classifiers' logits of the same shape in the rest (None where a head is off).
+    """
+    if isinstance(output, torch.Tensor):
+        return output, []
+    if isinstance(output, (tuple, list)) and output:
+        main = output.logits if "logits" in getattr(output, "_fields", ()) else output[0]
+        rest = [value for value in output if value is not main and value is not None]
+        if isinstance(main, torch.Tensor) and all(isinstance(v, torch.Tensor) and v.shape == main.shape for v in rest):
+            return main, rest
+    raise ModelError(f"model output is {_describe(output)}: expected a logits tensor, or a tuple of logits and "
+                     "auxiliary logits of the same shape (GoogLeNet, Inception v3 in train mode)")
+
+
+def _describe(output) -> str:
+    if isinstance(output, (tuple, list)):
+        parts = [tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__ for v in output]
+        return f"a {type(output).__name__} of {parts}"
+    return f"a {type(output).__name__}"
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
@@ -88,6 +119,9 @@ def train_epoch(
     """One pass of training; ``lr_for_batch(i)`` sets the lr before batch ``i`` if given.
 
     ``after_step`` runs after every optimizer step (mask-then-prune re-zeroes its masks there).
+    ``loss_fn`` sees the main logits; auxiliary classifiers' logits (``split_outputs``) add
+    their plain cross-entropy times ``AUX_LOSS_WEIGHT``, so they keep learning as in the
+    recipe the model was trained with.
     """
     model.train()
     device = runtime.device
@@ -101,8 +135,10 @@ def train_epoch(
             for group in optimizer.param_groups:
                 group["lr"] = lr
         with runtime.autocast():
-            logits = model(images)
+            logits, auxiliary = split_outputs(model(images))
             loss = loss_fn(logits, images, labels)
+            for aux_logits in auxiliary:
+                loss = loss + AUX_LOSS_WEIGHT * nn.functional.cross_entropy(aux_logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -125,7 +161,7 @@ def evaluate(model: nn.Module, loader: Iterable, runtime: Runtime) -> PassResult
         for images, labels in loader:
             images, labels = _to(images, labels, runtime)
             with runtime.autocast():
-                logits = model(images)
+                logits = split_outputs(model(images))[0]
             loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
             samples += len(labels)
@@ -151,30 +187,36 @@ def _result(loss_sum: torch.Tensor, correct: torch.Tensor, samples: int) -> Pass
 def recalibrate_batchnorm(model: nn.Module, loader: Iterable, runtime: Runtime, max_samples: int | None = None) -> int:
     """Reset BatchNorm running statistics and re-estimate them from ``loader`` (seed 003 1.5.3).
 
-    Batches go through in train mode without gradients; ``momentum=None`` makes each BN
-    layer keep the exact cumulative mean over the batches seen instead of an exponential
-    average that would lag (torchvision's MobileNetV3 uses momentum 0.01). The model is
-    left in eval mode with its original momenta. Returns the number of samples used.
+    Only the BN layers run in train mode; every other module is in eval mode, so Dropout
+    and stochastic depth (EfficientNet, ConvNeXt, timm's drop_path) do not perturb the
+    signal whose statistics are collected: the estimates are those of the network as it
+    is evaluated. No gradients. ``momentum=None`` makes each BN layer keep the exact
+    cumulative mean over the batches seen instead of an exponential average that would
+    lag (torchvision's MobileNetV3 uses momentum 0.01); the reset matters with it too, since
+    a cumulative average would weigh the stale estimate by its ``num_batches_tracked``.
+    Every module's train/eval flag and every BN's momentum are restored afterwards.
+    Returns the number of samples used.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for norm in norms:
         norm.reset_running_stats()
         norm.momentum = None
-    model.train()
     seen = 0
     try:
-        for images, labels in loader:
-            images, _ = _to(images, labels, runtime)
-            if max_samples is not None:
-                images = images[: max_samples - seen]
-            with runtime.autocast():
-                model(images)
-            seen += len(images)
-            if max_samples is not None and seen >= max_samples:
-                break
+        with evaluation_mode(model):
+            for norm in norms:
+                norm.train()
+            for images, labels in loader:
+                images, _ = _to(images, labels, runtime)
+                if max_samples is not None:
+                    images = images[: max_samples - seen]
+                with runtime.autocast():
+                    model(images)
+                seen += len(images)
+                if max_samples is not None and seen >= max_samples:
+                    break
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
-        model.eval()
     return seen

@@ -1,12 +1,15 @@
-"""Prune every torchvision classification builder once per scope and criterion; write a table.
+"""Prune every torchvision classifier, or a list of timm families, once per scope and criterion.
 
 Each case builds the model with random weights at a small input size, prunes it one-shot to
-a channel sparsity and checks that it still runs, gives (1, classes) logits, costs fewer
-MACs, and survives save_pruned / load_pruned with identical outputs. A failing case is
-recorded with its reason and the sweep goes on.
+a channel sparsity and checks that it still runs in eval and in train mode, gives (1, classes)
+logits (and auxiliary logits of that shape in training), costs fewer MACs, and survives
+save_pruned / load_pruned with identical outputs. A model prunetune declines before any work
+(a one-line ModelError / UserError) is "refused"; any other failure is recorded with its
+reason, and the sweep goes on. Each zoo writes its own section of the report (zoo_report.py).
 
-    .venv/bin/python scripts/zoo_sweep.py [--models a,b] [--size 64] [--sparsity 0.3]
-                                          [--out docs/zoo-sweep.md] [--jsonl FILE --resume]
+    .venv/bin/python scripts/zoo_sweep.py [--zoo torchvision|timm] [--models a,b] [--size 64]
+                                          [--sparsity 0.3] [--out docs/zoo-sweep.md]
+                                          [--jsonl FILE --resume] [--update]
 
 Not a CI test (the whole zoo takes long on 2 cores): tests/pruning/test_zoo_handful.py runs
 ``run_case`` on a handful of models.
@@ -20,19 +23,15 @@ import copy
 import dataclasses
 import datetime
 import gc
-import importlib.metadata
 import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import warnings
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,46 +39,33 @@ import torchvision
 from torch import nn
 
 from prunetune.config import MacAwareConfig, ModelConfig, PruningConfig, RuntimeConfig
-from prunetune.errors import UserError
+from prunetune.errors import ModelError, UserError
 from prunetune.models import build_model, measure
 from prunetune.pruning import Pruner, collect_stats
 from prunetune.pruning.persist import load_pruned, save_pruned
 from prunetune.pruning.scope import build_graph, select_scope
 from prunetune.runtime import resolve_runtime
+from prunetune.training import split_outputs
 
-SCOPES = ("all", "expand")
-CRITERIA = ("l1", "vbp", "mac_aware")
-OK, NO_CHANNELS, FAIL = "ok", "no channels in scope", "fail"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # zoo_report, also when this file is loaded by path
+from zoo_report import (CRITERIA, FAIL, NO_CHANNELS, OK, REFUSED, SCOPES, Case, Outcome,  # noqa: E402
+                        read_section, render_section, revision, versions, write_section)
+
+# The timm families the sweep covers (docs/zoo-sweep.md): ViTs, a hybrid, a ghost-module net,
+# attention families prunetune refuses in part, re-parameterisable and plain CNNs.
+TIMM_MODELS = tuple(f"timm:{name}" for name in (
+    "vit_tiny_patch16_224", "deit_tiny_patch16_224", "mobilevit_xxs", "ghostnet_100", "efficientformer_l1",
+    "levit_128s", "repvgg_a0", "resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto",
+    "regnety_002", "edgenext_xx_small",
+))
+TRAIN_BATCH = 2  # a train-mode forward: BatchNorm needs more than one value per channel
 # Tried in order when a model rejects the requested size (MaxViT's window partition needs
-# 224, Inception v3's stride-2 stack needs more than 64).
-LARGER_SIZES = (96, 128, 160, 224)
+# 224, Inception v3's stride-2 stack more than 64 and its auxiliary head in training 299).
+LARGER_SIZES = (96, 128, 160, 224, 299)
 # beta < 0 puts costly channels first; the config default beta 0 would be plain l1.
 MAC_AWARE = MacAwareConfig(base="l1", beta=-1.0)
 CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 2, 4
 CPU = resolve_runtime(RuntimeConfig(device="cpu", precision="fp32"))
-
-
-@dataclass(frozen=True)
-class Case:
-    model: str
-    scope: str
-    criterion: str
-    image_size: int
-    sparsity: float = 0.3
-    num_classes: int = 10
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Outcome:
-    case: Case
-    status: str
-    reason: str = ""
-    channels: int = 0
-    sparsity: float | None = None
-    mac_ratio: float | None = None
-    params_ratio: float | None = None
-    seconds: float = 0.0
 
 
 def build(name: str, num_classes: int, image_size: int, seed: int = 0) -> tuple[nn.Module, int]:
@@ -92,8 +78,31 @@ def build(name: str, num_classes: int, image_size: int, seed: int = 0) -> tuple[
         patch = int(name.rsplit("_", 1)[1])
         image_size = -(-image_size // patch) * patch
         kwargs["image_size"] = image_size
+    if name.startswith("timm:"):
+        return _build_timm(name, num_classes, image_size, seed)
     model = build_model(ModelConfig(name=name, kwargs=kwargs), num_classes=num_classes).eval()
     return model, fitting_size(model, image_size)
+
+
+def _build_timm(name: str, num_classes: int, image_size: int, seed: int) -> tuple[nn.Module, int]:
+    """timm ViTs, LeViT, EfficientFormer fix their token grid when built (``img_size=``):
+    build for each size tried until one runs; models without ``img_size`` are built once."""
+    first_error = None
+    for size in (image_size, *(s for s in LARGER_SIZES if s > image_size)):
+        torch.manual_seed(seed)
+        try:
+            model = build_model(ModelConfig(name=name, kwargs={"img_size": size}), num_classes=num_classes).eval()
+        except ModelError as error:
+            if "img_size" not in str(error):
+                raise
+            model = build_model(ModelConfig(name=name), num_classes=num_classes).eval()
+            return model, fitting_size(model, image_size)
+        try:
+            _run_at(model, size)
+            return model, size
+        except Exception as error:  # any model-specific shape complaint means "try larger"
+            first_error = first_error or error
+    raise first_error
 
 
 @torch.no_grad()
@@ -102,11 +111,28 @@ def fitting_size(model: nn.Module, requested: int) -> int:
     first_error = None
     for size in (requested, *(s for s in LARGER_SIZES if s > requested)):
         try:
-            model(torch.randn(1, 3, size, size))
+            _run_at(model, size)
             return size
         except Exception as error:  # any model-specific shape complaint means "try larger"
             first_error = first_error or error
     raise first_error
+
+
+@torch.no_grad()
+def _run_at(model: nn.Module, size: int) -> None:
+    """An eval and a train-mode forward at ``size`` (Inception v3's auxiliary head needs more
+    than its main path); BatchNorm momentum 0 keeps the running statistics as they are."""
+    model(torch.randn(1, 3, size, size))
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        model.train()(torch.randn(TRAIN_BATCH, 3, size, size))
+    finally:
+        model.eval()
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
 
 
 def run_case(model: nn.Module, case: Case, workdir: Path) -> Outcome:
@@ -126,10 +152,8 @@ def run_case(model: nn.Module, case: Case, workdir: Path) -> Outcome:
         config = PruningConfig(scope=case.scope, criterion=case.criterion, mac_aware=MAC_AWARE)
         try:
             pruner = Pruner(model, example, config, case.seed)
-        except UserError:  # the Pruner refuses an empty scope; anything else is a failure
-            if not select_scope(model, build_graph(model, example), case.scope):
-                return outcome(NO_CHANNELS)
-            raise
+        except UserError as error:  # declined before any work: an empty scope, or a one-line refusal
+            return outcome(NO_CHANNELS if _empty_scope(model, example, case.scope) else REFUSED, str(error))
         values["channels"] = pruner.original_channels
         stats = None
         if pruner.criterion.needs_stats:
@@ -149,9 +173,35 @@ def run_case(model: nn.Module, case: Case, workdir: Path) -> Outcome:
             return outcome(FAIL, problem)
         stage = "save/load"
         problem = _round_trip(model, example, output, workdir / f"{case.model.replace(':', '_')}-{case.scope}-{case.criterion}.pt")
+        if problem:
+            return outcome(FAIL, problem)
+        stage = "train forward"
+        problem = _train_forward(model, case)
         return outcome(FAIL, problem) if problem else outcome(OK)
     except Exception as error:  # the sweep records every failure instead of stopping
         return outcome(FAIL, f"{stage}: {describe(error)}")
+
+
+def _empty_scope(model: nn.Module, example: torch.Tensor, scope: str) -> bool:
+    try:
+        return not select_scope(model, build_graph(model, example), scope)
+    except UserError:
+        return False
+
+
+def _train_forward(model: nn.Module, case: Case) -> str:
+    """The first failed check of a train-mode forward (last: it moves BN statistics), or ""."""
+    model.train()
+    try:
+        with torch.no_grad():
+            output = model(torch.randn(TRAIN_BATCH, 3, case.image_size, case.image_size))
+    finally:
+        model.eval()
+    logits, auxiliary = split_outputs(output)
+    shapes = [tuple(t.shape) for t in (logits, *auxiliary)]
+    if any(shape != (TRAIN_BATCH, case.num_classes) for shape in shapes):
+        return f"check: train-mode outputs {shapes}, expected ({TRAIN_BATCH}, {case.num_classes}) each"
+    return ""
 
 
 def describe(error: BaseException) -> str:
@@ -267,94 +317,34 @@ def sweep_model(name: str, args: argparse.Namespace, workdir: Path, done: set) -
     return outcomes
 
 
-def versions() -> str:
-    return ", ".join(f"{package} {importlib.metadata.version(package)}"
-                     for package in ("torch", "torchvision", "torch-pruning", "timm"))
+ZOO_TITLES = {"torchvision": "torchvision classifiers", "timm": "timm families"}
 
 
 def write_report(outcomes: list[Outcome], path: Path, command: str, args: argparse.Namespace) -> None:
-    outcomes = sorted(outcomes, key=lambda o: (o.case.model, SCOPES.index(o.case.scope), CRITERIA.index(o.case.criterion)))
-    counts = Counter(o.status for o in outcomes)
+    """Rewrite this zoo's section of ``path`` (zoo_report.py) for ``outcomes``."""
     hours = sum(o.seconds for o in outcomes) / 3600
-    lines = [
-        "# Zoo sweep: one-shot pruning of every torchvision classifier",
-        "",
+    header = [
         f"Produced by `{command}` on {datetime.date.today().isoformat()} "
-        f"at revision {_revision()} ({versions()}; CPU, fp32; cases took {hours:.2f} h in all, builds not counted)"
-        + (f", resumed from {args.jsonl} (outcomes of earlier runs of this script)." if args.resume else ".")
-        + (f" {args.note}" if args.note else ""),
-        "Not a CI test; `tests/pruning/test_zoo_handful.py` runs the same case function on a handful of models.",
+        f"at revision {revision()} ({versions()}; CPU, fp32; cases took {hours:.2f} h in all, builds not counted)"
+        + (f", resumed from {args.jsonl} (outcomes of earlier runs of this script)" if args.resume else "")
+        + (", keeping the rows of models not rerun from the previous report (--update)" if args.update else "")
+        + "." + (f" {args.note}" if args.note else ""),
         "",
         f"Each case builds the model with random weights and {args.num_classes} classes, prunes it one-shot to "
         f"channel sparsity {args.sparsity} of its scope, and checks: forward runs, output shape "
         f"(1, {args.num_classes}) and finite, the scope lost exactly the selected channels, MACs strictly "
-        "reduced, and `save_pruned` / `load_pruned` gives bit-identical outputs. vbp statistics come from "
-        f"{CALIBRATION_BATCHES} random batches of {CALIBRATION_BATCH_SIZE}; mac_aware wraps l1 with "
-        f"beta {MAC_AWARE.beta} (costly channels first). Input size {args.size} unless the model rejects it "
-        f"(then the first of {', '.join(map(str, LARGER_SIZES))} that runs; ViTs are built for the size "
-        "rounded up to their patch). MACs / params columns are after / before. A case is stopped past a time or resident-memory "
-        "limit (`--case-timeout`, `--memory-cap`; the reason names the limit); when the stop falls in the "
-        "graph step, which every scope and criterion shares, the model's other cases are not rerun.",
-        "",
-        "## Summary",
-        "",
-        "| status | cases |",
-        "| --- | --- |",
-        *(f"| {status} | {counts[status]} |" for status in (OK, NO_CHANNELS, FAIL)),
-        f"| total | {len(outcomes)} |",
-        "",
-        "| ok / cases | " + " | ".join(CRITERIA) + " |",
-        "| --- |" + " --- |" * len(CRITERIA),
-        *(f"| {scope} | " + " | ".join(_ok_share(outcomes, scope, criterion) for criterion in CRITERIA) + " |"
-          for scope in SCOPES),
-        "",
-        *_failure_digest(outcomes),
-        "## All cases",
-        "",
-        "| model | size | scope | criterion | channels in scope | sparsity | MACs | params | s | status | reason |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *(_row(o) for o in outcomes),
-        "",
+        "reduced, `save_pruned` / `load_pruned` gives bit-identical outputs, and a train-mode forward of "
+        f"{TRAIN_BATCH} images gives ({TRAIN_BATCH}, {args.num_classes}) logits (auxiliary logits included). "
+        f"vbp statistics come from {CALIBRATION_BATCHES} random batches of {CALIBRATION_BATCH_SIZE}; mac_aware "
+        f"wraps l1 with beta {MAC_AWARE.beta} (costly channels first). Input size {args.size} unless the model "
+        f"rejects it (then the first of {', '.join(map(str, LARGER_SIZES))} that runs; ViTs are built for the "
+        "size rounded up to their patch, timm models taking `img_size` for the size tried). MACs / params columns "
+        "are after / before. *refused*: prunetune declined the case before any work with the one-line message "
+        "shown. A case is stopped past a time or resident-memory limit (`--case-timeout`, `--memory-cap`; the "
+        "reason names the limit); when the stop falls in the graph step, which every scope and criterion "
+        "shares, the model's other cases are not rerun.",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-
-
-def _ok_share(outcomes: list[Outcome], scope: str, criterion: str) -> str:
-    cases = [o for o in outcomes if (o.case.scope, o.case.criterion) == (scope, criterion)]
-    return f"{sum(o.status == OK for o in cases)} / {len(cases)}"
-
-
-def _revision() -> str:
-    try:
-        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def _failure_digest(outcomes: list[Outcome]) -> list[str]:
-    failed: dict[tuple[str, str], list[str]] = {}
-    for o in outcomes:
-        if o.status == FAIL:
-            failed.setdefault((o.case.model, o.reason), []).append(f"{o.case.scope}/{o.case.criterion}")
-    if not failed:
-        return []
-    return ["## Failures", "", "| model | cases | reason |", "| --- | --- | --- |",
-            *(f"| {model} | {', '.join(cases)} | {_cell(reason)} |" for (model, reason), cases in failed.items()), ""]
-
-
-def _row(o: Outcome) -> str:
-    def number(value, digits=3):
-        return "" if value is None else f"{value:.{digits}f}"
-
-    c = o.case
-    return (f"| {c.model} | {c.image_size} | {c.scope} | {c.criterion} | {o.channels} | {number(o.sparsity)} | "
-            f"{number(o.mac_ratio)} | {number(o.params_ratio)} | {o.seconds:.1f} | {o.status} | {_cell(o.reason)} |")
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    write_section(path, args.zoo, render_section(ZOO_TITLES[args.zoo], header, outcomes))
 
 
 def _read_jsonl(path: Path) -> list[Outcome]:
@@ -367,7 +357,9 @@ def _read_jsonl(path: Path) -> list[Outcome]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", help="comma-separated names (default: every torchvision classifier)")
+    parser.add_argument("--zoo", choices=sorted(ZOO_TITLES), default="torchvision",
+                        help="which models (default list) and which report section")
+    parser.add_argument("--models", help="comma-separated names (default: every torchvision classifier, or TIMM_MODELS)")
     parser.add_argument("--size", type=int, default=64, help="requested input size")
     parser.add_argument("--sparsity", type=float, default=0.3, help="one-shot channel sparsity of the scope")
     parser.add_argument("--num-classes", type=int, default=10)
@@ -379,6 +371,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--shard", default="1/1", help="K/N: run every N-th model from the K-th (parallel runs)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--note", help="a sentence for the report's header (how the runs were split, say)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the report section's rows of the models not run now (rerun a few families)")
     return parser.parse_args(argv)
 
 
@@ -391,10 +385,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.models.split(",") if args.models else torchvision.models.list_models(module=torchvision.models)
+    default = TIMM_MODELS if args.zoo == "timm" else torchvision.models.list_models(module=torchvision.models)
+    names = args.models.split(",") if args.models else list(default)
     shard, shards = (int(part) for part in args.shard.split("/"))
     names = names[shard - 1 :: shards]
     outcomes = _read_jsonl(args.jsonl) if args.resume and args.jsonl.is_file() else []
+    if args.update:
+        rerun = set(names) | {o.case.model for o in outcomes}
+        outcomes += [o for o in read_section(args.out, args.zoo) if o.case.model not in rerun]
     done = {(o.case.model, o.case.scope, o.case.criterion) for o in outcomes}
     shown = list(sys.argv[1:] if argv is None else argv)
     if args.note:  # the header prints the note as a sentence of its own

@@ -55,6 +55,16 @@ def test_missing_data_path_exits_2_naming_the_field(job_file, tmp_path):
     _fails_cleanly(result, "data.root", "never downloads")
 
 
+def test_run_refuses_a_teacher_of_another_class_count_with_exit_2_before_the_baseline_trains(job_file, tmp_path):
+    from prunetune.models.zoo import tiny_resnet
+
+    torch.save(tiny_resnet(num_classes=5).state_dict(), tmp_path / "teacher.pt")  # digits has 10 classes
+    teacher = f"recovery.teacher={{name: tiny_resnet, checkpoint: {tmp_path / 'teacher.pt'}}}"
+    result = runner.invoke(app, ["run", str(job_file), teacher])
+    _fails_cleanly(result, "recovery.teacher.checkpoint:", "torch.Size([5,", "the student's 10 classes")
+    assert not (tmp_path / "runs" / "baselines").exists()
+
+
 def test_unknown_model_exits_2(job_file):
     result = runner.invoke(app, ["baseline", str(job_file), "model.name=resnet181"])
     _fails_cleanly(result, "model.name: unknown model 'resnet181'", "did you mean resnet18")
@@ -97,6 +107,37 @@ def test_config_refuses_an_unknown_model_in_one_line(job_file):
     result = runner.invoke(app, ["config", str(job_file), "model.name=resnet181"])
     _fails_cleanly(result, "model.name: unknown model 'resnet181'", "did you mean resnet18")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_error_holding_square_brackets_reaches_the_terminal_intact(job_file):
+    # Rich markup would read "[low, high]" as a tag and print "needs , got [0.1]".
+    result = runner.invoke(app, ["config", str(job_file), "search.space={recovery.lr: {uniform: [0.1]}}"])
+    _fails_cleanly(result, "search.space.recovery.lr: uniform needs [low, high], got [0.1]")
+    assert result.output.startswith("error: invalid config")
+
+
+@pytest.mark.parametrize("content", [b"name: caf\xe9\n", bytes(range(256)) * 4], ids=["latin-1", "binary"])
+def test_a_config_file_that_is_not_utf8_exits_2_in_one_line_naming_it(tmp_path, content):
+    path = tmp_path / "job.yaml"
+    path.write_bytes(content)
+    result = runner.invoke(app, ["config", str(path)])
+    _fails_cleanly(result, f"config file '{path}' is not UTF-8 text")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_yaml_syntax_error_exits_2_in_one_line_naming_file_line_and_column(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("name: x\nrecovery:\n  lr: [1, 2\n  epochs: 3\n")
+    result = runner.invoke(app, ["config", str(path)])
+    _fails_cleanly(result, f"config file '{path}' is not valid YAML at line 4, column 9: expected ',' or ']'")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_config_refuses_a_non_finite_rate_a_negative_seed_and_an_empty_schedule(job_file):
+    for override, message in (("recovery.lr=inf", "recovery.lr: Input should be a finite number"),
+                              ("seed=-1", "seed: Input should be greater than or equal to 0"),
+                              ("pruning.schedule.targets=[]", "pruning.schedule.targets: Tuple should have at least")):
+        _fails_cleanly(runner.invoke(app, ["config", str(job_file), override]), message)
 
 
 def test_list_datasets_and_unknown_kind():

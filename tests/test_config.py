@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from prunetune.config import JobConfig, apply_overrides, load_config, validate_config
+from prunetune.config import JobConfig, apply_overrides, load_config, reference, validate_config
 from prunetune.errors import ConfigError
+from prunetune.spaces.schema import get_path
 
 # A value different from the default in every section, nested sections included.
 EVERY_SECTION = {
@@ -26,7 +27,9 @@ EVERY_SECTION = {
     "recovery": {"recalibrate_bn": False, "epochs": 4, "patience": 2, "optimizer": "sgd", "lr": 0.0003, "lr_high": 3e-05,
                  "lr_high_threshold": 0.21, "weight_decay": 1e-5, "lr_schedule": "cosine", "warmup_epochs": 1,
                  "kd_alpha": 0.55, "kd_temperature": 3.0, "variance_entropy_lambda": 0.01,
-                 "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001},
+                 "sparse_pretrain_epochs": 2, "sparse_lambda": 0.001, "final_epochs": 3, "final_lr": 1e-05,
+                 "teacher": {"name": "tiny_resnet", "checkpoint": "teacher.pt", "checkpoint_format": "state_dict",
+                             "kwargs": {"width": 16}}},
     "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
     "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": False, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
                "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}}},
@@ -125,6 +128,75 @@ def test_cross_field_rules_are_checked():
         load_config(None, ["stop.min_accuracy=0.8", "stop.max_accuracy_drop=0.02"])
     alone = load_config(None, ["stop.min_accuracy=0.8"]).stop  # an absolute threshold replaces the default drop
     assert alone.min_accuracy == 0.8 and alone.max_accuracy_drop is None
+
+
+TEACHER = "recovery.teacher={name: tiny_resnet, checkpoint: teacher.pt}"
+
+
+def test_a_teacher_section_is_refused_where_it_would_teach_nothing_or_be_misbuilt():
+    assert load_config(None, [TEACHER]).recovery.teacher.name == "tiny_resnet"
+    with pytest.raises(ConfigError, match="recovery: teacher is set but kd_alpha is 0"):
+        load_config(None, [TEACHER, "recovery.kd_alpha=0"])
+    with pytest.raises(ConfigError, match="recovery.teacher: kwargs may not set num_classes"):
+        load_config(None, [TEACHER, "recovery.teacher.kwargs={num_classes: 5}"])
+    with pytest.raises(ConfigError, match="recovery.teacher.checkpoint: Field required"):
+        load_config(None, ["recovery.teacher={name: tiny_resnet}"])
+
+
+def test_a_teachers_unknown_name_or_field_is_named_under_recovery_teacher():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["recovery.teacher={name: resnet181, checkpoint: t.pt}"])
+    ((path, message),) = caught.value.problems
+    assert path == "recovery.teacher.name" and message.startswith("unknown model 'resnet181'; did you mean resnet18")
+    with pytest.raises(ConfigError, match=r"recovery.teacher.weights: unknown field; allowed fields here: name, "
+                                          r"checkpoint, checkpoint_format, kwargs"):
+        load_config(None, [TEACHER, "recovery.teacher.weights=t.pt"])
+
+
+def test_a_final_lr_without_final_epochs_is_refused():
+    assert load_config(None, ["recovery.final_epochs=2", "recovery.final_lr=1e-5"]).recovery.final_lr == 1e-5
+    with pytest.raises(ConfigError, match="final_lr 1e-05 is set but final_epochs is 0"):
+        load_config(None, ["recovery.final_lr=1e-5"])
+
+
+FLOAT_FIELDS = [path for path, kind, *_ in reference() if kind.startswith("float")]
+
+
+@pytest.mark.parametrize("value", ["inf", "-.inf", ".nan", "1e400"])
+@pytest.mark.parametrize("path", FLOAT_FIELDS)
+def test_every_float_field_refuses_infinite_and_nan_values(path, value):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"{path}={value}"])
+    assert [problem_path for problem_path, _ in caught.value.problems] == [path]
+    assert "finite number" in caught.value.problems[0][1]
+
+
+def test_a_float_field_list_refuses_a_non_finite_entry():
+    with pytest.raises(ConfigError, match=r"pruning.schedule.targets.1: Input should be a finite number"):
+        load_config(None, ["pruning.schedule.targets=[0.1, .nan]"])
+
+
+@pytest.mark.parametrize("path", ["seed", "search.sampler_seed"])
+def test_seeds_are_unsigned_32_bit_numbers(path):
+    assert get_path(load_config(None, [f"{path}=4294967295"]).to_dict(), path) == 4294967295
+    for bad in ("-1", "4294967296", "100000000000000000000"):
+        with pytest.raises(ConfigError, match=rf"^invalid config - {path}: Input should be"):
+            load_config(None, [f"{path}={bad}"])
+
+
+def test_a_schedule_without_targets_is_refused():
+    with pytest.raises(ConfigError, match=r"pruning.schedule.targets: Tuple should have at least 1 item"):
+        load_config(None, ["pruning.schedule.targets=[]"])
+
+
+def test_a_key_given_twice_in_a_config_file_or_override_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("recovery:\n  lr: 0.1\nseed: 3\nrecovery:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match=rf"^invalid config - config file '{path}' is not valid YAML at line 4, "
+                                          r"column 1: key 'recovery' is given twice \(first on line 1\)$"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"override 'recovery=\{lr: 1, lr: 2\}' .* key 'lr' is given twice"):
+        load_config(None, ["recovery={lr: 1, lr: 2}"])
 
 
 def test_malformed_override_and_missing_file_are_config_errors(tmp_path):

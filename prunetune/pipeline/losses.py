@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from prunetune.pruning.statistics import StatPoint, channel_axis
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
@@ -32,33 +35,58 @@ def group_l21(layers: Iterable[nn.Module]) -> torch.Tensor:
 
 
 class VarianceEntropy:
-    """Seed 003 1.4.3: sum over hooked layers of the entropy of p_c = var_c / sum_j var_j.
+    """Seed 003 1.4.3: sum over hooked points of the entropy of p_c = var_c / sum_j var_j.
 
-    Hooks record the current batch's per-channel variance (over batch and spatial or token
-    positions) of each layer's output; ``pop()`` returns the summed entropy and clears it.
+    ``points`` are the groups' ``stat_points``: each producer's output after its BN and
+    activation, the variance VBP scores (a conv's raw output would be the wrong tensor: the
+    BN after it divides any rescaling of its rows out). Hooks record the current batch's
+    per-channel variance (over batch and spatial or token positions, channels on
+    ``channel_axis``) in train mode; ``pop()`` returns the summed entropy and clears it.
     Minimising it concentrates variance in few channels, so the rest become expendable.
     """
 
-    def __init__(self, layers: dict[str, nn.Module]) -> None:
+    def __init__(self, points: dict[str, StatPoint]) -> None:
         self._entropies: list[torch.Tensor] = []
-        self._handles = [layer.register_forward_hook(self._hook) for layer in layers.values()]
-
-    def _hook(self, module, inputs, output) -> None:
-        if not module.training:
-            return
-        values = output.float()
-        channel_dim = 1 if values.ndim == 4 else values.ndim - 1
-        flat = values.movedim(channel_dim, -1).reshape(-1, values.shape[channel_dim])
-        variance = flat.var(dim=0, unbiased=False)
-        p = variance / variance.sum().clamp_min(1e-12)
-        self._entropies.append(-(p * p.clamp_min(1e-12).log()).sum())
+        self._hooks = [(module, _EntropyHook(self._entropies, activation)) for module, activation in points.values()]
+        self._handles = [module.register_forward_hook(hook) for module, hook in self._hooks]
 
     def pop(self) -> torch.Tensor:
         total = torch.stack(self._entropies).sum() if self._entropies else torch.zeros(())
-        self._entropies = []
+        self._entropies.clear()
         return total
 
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+    @contextmanager
+    def detached(self):
+        """The hooks off while the model is copied or saved: a copy would carry them, recording
+        into its own list that nobody pops (the final fine-tuning's copy, a saved best.pt)."""
+        attached = bool(self._handles)
+        self.close()
+        try:
+            yield
+        finally:
+            if attached:
+                self._handles = [module.register_forward_hook(hook) for module, hook in self._hooks]
+
+
+class _EntropyHook:
+    """The forward hook of one point (a class, not a closure: a saved model pickles its hooks)."""
+
+    def __init__(self, entropies: list[torch.Tensor], activation: nn.Module | None) -> None:
+        self.entropies, self.activation = entropies, activation
+
+    def __call__(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        if not module.training:
+            return
+        # A copy: the model's next layer may be an in-place activation.
+        values = output.float().clone()
+        values = self.activation(values) if self.activation is not None else values
+        axis = channel_axis(module, values)
+        flat = values.movedim(axis, -1).reshape(-1, values.shape[axis])
+        variance = flat.var(dim=0, unbiased=False)
+        p = variance / variance.sum().clamp_min(1e-12)
+        self.entropies.append(-(p * p.clamp_min(1e-12).log()).sum())

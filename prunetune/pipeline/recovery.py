@@ -1,4 +1,6 @@
-"""Recovery after each pruning step: distillation from the dense teacher, lr by sparsity, patience.
+"""Recovery after each pruning step: distillation from the teacher, lr by sparsity, patience.
+
+The teacher is the unpruned baseline, or ``recovery.teacher`` (a separate trained model).
 
 Learning rate (seed 001's names): ``lr`` is used while the step's *target* sparsity is
 below ``lr_high_threshold``; from that target on, ``lr_high``. Seed 001 ran lr 1e-4 and
@@ -73,8 +75,10 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtime, recovery, target_sparsity: float,
             start_accuracy: float, after_step: Callable[[], None] | None = None,
             on_epoch: EpochCallback | None = None, epochs: int | None = None,
-            recalibrate: Callable[[], None] | None = None) -> RecoveryResult:
+            recalibrate: Callable[[], None] | None = None, lr: float | None = None) -> RecoveryResult:
     """Train up to ``recovery.epochs`` epochs (or ``epochs``); restore the best validation state.
+
+    ``lr`` replaces the rate chosen by ``target_sparsity`` (the final fine-tuning's ``final_lr``).
 
     ``recalibrate`` runs after each epoch, before evaluation: with a low BN momentum
     (0.01 in torchvision's MobileNetV3) a few hundred recovery batches leave the running
@@ -82,7 +86,7 @@ def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtim
     (measured on digits: every epoch looked worse than none at lr 1e-3).
     """
     epochs = recovery.epochs if epochs is None else epochs
-    lr = recovery_lr(recovery, target_sparsity)
+    lr = recovery_lr(recovery, target_sparsity) if lr is None else lr
     result = RecoveryResult(accuracy=start_accuracy, best_epoch=0, epochs_run=0, lr=lr)
     if epochs == 0:
         return result

@@ -1,14 +1,17 @@
 """The prune-and-recover loop every trial runs (seed 001's hand-run workflow).
 
 ``run(config, report=callback)`` loads (or trains once) the shared baseline, derives the
-accuracy threshold, keeps a frozen copy as the distillation teacher, then for each
-schedule step: calibration pass (statistics / input means / gradients, as the criterion
-and compensation need) -> score -> compensate -> prune or mask -> repair -> evaluate ->
-recover -> evaluate -> one report row -> stop below the threshold. The row of the step
-that fell below is still reported (``feasible`` False) and never becomes the best.
+accuracy threshold, keeps a frozen copy as the distillation teacher (or loads
+``recovery.teacher``), then for each schedule step: calibration pass (statistics / input
+means / gradients, as the criterion and compensation need) -> score -> compensate ->
+prune or mask -> repair -> evaluate -> recover -> evaluate -> one report row -> stop below
+the threshold. The row of the step that fell below is still reported (``feasible`` False)
+and never becomes the best. With ``recovery.final_epochs``, seed 003's phase 3 follows:
+the last feasible model fine-tuned, one more row (``phase`` "final").
 
 Read top to bottom: ``prepare_run`` (once), ``prune_step`` (one schedule step, returns its
-row), ``record_step`` (keep, save, report), and ``run``, the loop over the three.
+row), ``final_step`` (the final fine-tuning), ``record_step`` (keep, save, report), and
+``run``, the loop over them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -39,7 +42,7 @@ from prunetune.pruning import (DenseReference, Pruner, RepairContext, dense_refe
                                schedule_targets, solve_mac_target)
 from prunetune.pruning.masks import cut_copy, masked_complexity
 from prunetune.pruning.repair import get_repair
-from prunetune.pruning.statistics import collect_calibration, collect_gradients
+from prunetune.pruning.statistics import collect_calibration, collect_gradients, stat_points
 from prunetune.runtime import Runtime, seed_everything
 from prunetune.training import evaluate, recalibrate_batchnorm
 
@@ -109,12 +112,19 @@ def _sparse_pretraining(student, teacher, pruner: Pruner, baseline: Baseline, co
 
 def _targets(config: JobConfig, student, example, pruner: Pruner, baseline: Baseline) -> list[float]:
     def solve() -> float:
-        stats = (collect_calibration(student, baseline.loaders.calibration, baseline.runtime,
-                                     config.pruning.calibration_batches, groups=pruner.groups())[0]
+        # The dense model's ranking decides the cut at every candidate sparsity: scored once,
+        # here, where the criterion's statistics and gradients exist (the solver cuts copies).
+        runtime, calibration, batches = baseline.runtime, baseline.loaders.calibration, config.pruning.calibration_batches
+        groups = pruner.groups()
+        stats = (collect_calibration(student, calibration, runtime, batches, groups=groups)[0]
                  if pruner.criterion.needs_stats else None)
+        if pruner.criterion.needs_gradients:
+            collect_gradients(student, calibration, runtime, batches)
+        scores = pruner.scores(stats, groups)
+        student.zero_grad(set_to_none=True)
         sparsity, _ = solve_mac_target(lambda m: Pruner(m, example, config.pruning, config.seed, config.latency),
                                        student, config.data.channels, config.data.image_size,
-                                       config.pruning.schedule.mac_target, stats=stats)
+                                       config.pruning.schedule.mac_target, scores)
         return sparsity
 
     return schedule_targets(config.pruning.schedule, solve)
@@ -139,6 +149,7 @@ class PreparedRun:
     entropy: VarianceEntropy | None
     result: RunResult
     clock: PhaseClock
+    last_feasible: tuple[nn.Module, StepRow] | None = None  # kept for the final fine-tuning only
 
     @property
     def recalibration(self):
@@ -159,22 +170,25 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
     baseline = prepare_baseline(config)
     runtime, loaders, pruning = baseline.runtime, baseline.loaders, config.pruning
     seed_everything(config.seed)
-    teacher = baseline.model.eval().requires_grad_(False)
-    student = copy.deepcopy(teacher).requires_grad_(True)
+    unpruned = baseline.model.eval().requires_grad_(False)
+    # recovery.teacher: a separate trained model (seed 001's runs distil a student); else the unpruned baseline
+    teacher = baseline.teacher if baseline.teacher is not None else unpruned
+    student = copy.deepcopy(unpruned).requires_grad_(True)
     threshold = accuracy_threshold(config, baseline.record.accuracy)
-    dense = measure(teacher, config.data.channels, config.data.image_size)
+    dense = measure(unpruned, config.data.channels, config.data.image_size)
     if on_baseline is not None:
         on_baseline({"accuracy": baseline.record.accuracy, "macs": dense.macs, "params": dense.params,
                      "threshold": threshold, "reused": baseline.reused, "directory": str(baseline.directory)})
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
     pruner = Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
     batches = pruning.calibration_batches
-    reference = (dense_reference(teacher, loaders.calibration, runtime, batches)
+    reference = (dense_reference(unpruned, loaders.calibration, runtime, batches)
                  if get_repair(pruning.repair).needs_reference else None)
     if config.recovery.sparse_pretrain_epochs:
         _sparse_pretraining(student, teacher, pruner, baseline, config, on_epoch)
     targets = _targets(config, student, example, pruner, baseline)
-    entropy = VarianceEntropy(_scope_layers(pruner)) if config.recovery.variance_entropy_lambda else None
+    entropy = (VarianceEntropy(stat_points(student, pruner.groups(), example))
+               if config.recovery.variance_entropy_lambda else None)
     extra = (lambda: config.recovery.variance_entropy_lambda * entropy.pop()) if entropy else None
     loss = make_loss(teacher, config.recovery.kd_alpha, config.recovery.kd_temperature, extra)
     result = RunResult(directory, baseline.record.accuracy, threshold, dense.macs, dense.params, cost=objective.cost)
@@ -200,6 +214,9 @@ def prune_step(run: PreparedRun, step: int, target: float, on_epoch=None) -> Ste
         student.zero_grad(set_to_none=True)
     with clock.phase("pruning"):
         pruner.step(target, scores=scores, consumer_means=means or None, mask=mask)
+        # A cut replaces the weights of every layer it touches with new, contiguous (NCHW)
+        # tensors: put the training layout back, or every later step trains in NCHW.
+        runtime.prepare(student)
     with clock.phase("repair"):
         repair(pruning.repair, RepairContext(
             model=student, runtime=runtime, recalibration=run.recalibration, samples=pruning.recalibration_samples,
@@ -219,21 +236,61 @@ def prune_step(run: PreparedRun, step: int, target: float, on_epoch=None) -> Ste
                   if pruner.masks else measure(student, channels, size))
     row = StepRow.make(step, target, pruner.sparsity(), mask, complexity, run.dense, pre_accuracy, recovered,
                        run.result.threshold, clock.take())
-    row.peak_memory_mb = clock.take_peak_memory()
-    if run.objective.measures_latency:
-        latency = config.latency
-        row.latency_ms = model_latency(_deployable(run), channels, size, latency.batch_size, latency.repeats,
-                                       latency.device)
-    return row
+    return _close_row(run, row, lambda: _deployable(run))
 
 
-def record_step(run: PreparedRun, row: StepRow, save_steps: bool, report: ReportCallback | None) -> None:
-    """Add the row to the run's result, save the models it keeps, write the rows, report it."""
+def final_step(run: PreparedRun, on_epoch=None) -> tuple[StepRow, nn.Module]:
+    """Seed 003's phase 3: fine-tune the last feasible step's model, without a cut; its row and model.
+
+    The last *feasible* model, not the last cut: a step below the threshold ends the cuts,
+    and the model worth fine-tuning is the one a user would keep (seed 001 keeps it by hand).
+    """
+    config, clock, recovery = run.config, run.clock, run.config.recovery
+    runtime, loaders = run.baseline.runtime, run.baseline.loaders
+    model, source = run.last_feasible
+    model = runtime.prepare(model)  # a masked step's model was cut into fresh NCHW tensors
+
+    def recalibrate() -> None:
+        recalibrate_batchnorm(model, run.recalibration, runtime, config.pruning.recalibration_samples)
+
+    with clock.phase("repair"):
+        recalibrate()  # seed 003 phase 3: BN statistics recalibrated at its start (1.5.3)
+    with clock.phase("evaluation"):
+        pre_accuracy = _accuracy(model, loaders.val, runtime)
+    # Distillation only: the regularisers shape channels for the next cut (seed 003 1.4.4
+    # applies variance entropy "during pruning"), and none follows.
+    loss = make_loss(run.teacher, recovery.kd_alpha, recovery.kd_temperature)
+    recovered = recover(model, loss, loaders.train, loaders.val, runtime, recovery, source.target_sparsity,
+                        pre_accuracy, on_epoch=on_epoch, epochs=recovery.final_epochs, lr=recovery.final_lr,
+                        recalibrate=recalibrate if recovery.recalibrate_bn else None)
+    clock.add("training", recovered.train_seconds)
+    clock.add("evaluation", recovered.eval_seconds)
+    model.eval()
+    row = StepRow.make(run.result.rows[-1].step + 1, source.target_sparsity, source.sparsity, False,
+                       measure(model, config.data.channels, config.data.image_size), run.dense, pre_accuracy,
+                       recovered, run.result.threshold, clock.take())
+    row.phase = "final"
+    return _close_row(run, row, lambda: model), model
+
+
+def record_step(run: PreparedRun, row: StepRow, save_steps: bool, report: ReportCallback | None,
+                model: nn.Module | None = None) -> None:
+    """Add the row to the run's result, save the models it keeps, write the rows, report it.
+
+    ``model`` is the row's model where it is not the student's (the final fine-tuning's).
+    """
     run.result.add(row)
-    if row.is_best:
-        save_pruned(_deployable(run), run.directory / "best.pt", row.to_dict())
-    if save_steps and row.feasible:
-        save_pruned(_deployable(run), run.directory / "step.pt", row.to_dict())
+    keep = run.config.recovery.final_epochs > 0 and row.feasible and row.phase == "prune"
+    if row.is_best or (save_steps and row.feasible) or keep:
+        with _hooks_off(run):
+            deployable = model if model is not None else _deployable(run)
+            if row.is_best:
+                save_pruned(deployable, run.directory / "best.pt", row.to_dict())
+            if save_steps and row.feasible:
+                save_pruned(deployable, run.directory / "step.pt", row.to_dict())
+            if keep:  # a copy where later cuts would change the student in place
+                cuts_follow = deployable is run.student and row.step < len(run.targets)
+                run.last_feasible = (copy.deepcopy(deployable) if cuts_follow else deployable), row
     write_rows(run.directory / "rows.parquet", run.result.rows)
     if report is not None:
         report(row.to_dict())
@@ -244,10 +301,13 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
         save_steps: bool = False, objective: Objective | None = None) -> RunResult:
     """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step.
 
-    The run folder gets ``best.pt`` (the best feasible step) and ``last.pt``; with
-    ``save_steps`` also ``step.pt``, the latest feasible step's model, written before that
-    step is reported (a search checkpoints it). ``objective`` (default ``accuracy_macs``)
-    decides what "most pruned" means for the best step, and whether every step is timed.
+    With ``recovery.final_epochs`` one more row follows the last step: the final fine-tuning
+    (``phase`` "final") of the last feasible step's model; none when no step was feasible.
+    The run folder gets ``best.pt`` (the best feasible step) and ``last.pt`` (the last row's
+    model); with ``save_steps`` also ``step.pt``, the latest feasible step's model, written
+    before that step is reported (a search checkpoints it). ``objective`` (default
+    ``accuracy_macs``) decides what "most pruned" means for the best step, and whether every
+    step is timed.
     """
     directory = Path(directory) if directory is not None else run_directory(config)
     directory.mkdir(parents=True, exist_ok=True)
@@ -261,9 +321,28 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
     finally:
         if prepared.entropy is not None:
             prepared.entropy.close()
+    final = final_step(prepared, on_epoch) if prepared.last_feasible is not None else None
+    if final is not None:
+        record_step(prepared, final[0], save_steps, report, final[1])
     if prepared.result.rows:
-        save_pruned(_deployable(prepared), directory / "last.pt", prepared.result.rows[-1].to_dict())
+        last = final[1] if final is not None else _deployable(prepared)
+        save_pruned(last, directory / "last.pt", prepared.result.rows[-1].to_dict())
     return prepared.result
+
+
+def _close_row(run: PreparedRun, row: StepRow, deployable: Callable[[], nn.Module]) -> StepRow:
+    """The row's peak memory, and its latency where the objective ranks by it."""
+    row.peak_memory_mb = run.clock.take_peak_memory()
+    if run.objective.measures_latency:
+        latency, data = run.config.latency, run.config.data
+        row.latency_ms = model_latency(deployable(), data.channels, data.image_size, latency.batch_size,
+                                       latency.repeats, latency.device)
+    return row
+
+
+def _hooks_off(run: PreparedRun):
+    """The variance-entropy hooks off the student while it is copied or saved (none in the copies)."""
+    return run.entropy.detached() if run.entropy is not None else nullcontext()
 
 
 def _accuracy(model, loader, runtime) -> float:

@@ -6,6 +6,16 @@ into the bias when there is one, otherwise into the running mean of the BatchNor
 normalises the consumer's output (subtracting it there is the same correction), and if
 neither exists a bias is added.
 
+Under a repair that recalibrates BN (``bn``, ``layerwise``, ``asr``: ``Repair.recalibrates``)
+the fold is exactly redundant for a consumer whose output a BatchNorm normalises: the
+reset discards a running-mean fold, and the re-estimated mean E[y_pruned] absorbs any
+constant shift of the BN's input, so the repaired model is the same with or without it
+(a fold into beta instead would shift the recalibrated output away from the dense one).
+Those consumers are skipped there, as are those followed by a BN without running
+statistics (it always normalises with batch statistics). What stays is the consumers no
+BN normalises: squeeze-excitation convs, a Linear head or MLP layer. Where no consumer of
+the scope is left, ``check_compensation`` refuses ``compensation: true``.
+
 The means are those of the consumer's *input* (``collect_input_means``), i.e. of the
 signal that reaches it through any depthwise conv, BN, activation or SE gate. For a conv
 consumer they are kept per position and the lost term is computed by convolving the
@@ -23,7 +33,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prunetune.errors import UserError
 from prunetune.torch_tools import handler_side, plain_indices
+
+BatchNorm = nn.modules.batchnorm._BatchNorm
+
+
+def redundant(consumer: nn.Module, batchnorm_after: dict[nn.Module, BatchNorm], recalibrated: bool) -> bool:
+    """Whether compensating ``consumer`` cannot change the repaired model (module docstring)."""
+    norm = batchnorm_after.get(consumer)
+    return norm is not None and (recalibrated or norm.running_mean is None)
+
+
+def check_compensation(consumers: dict[str, nn.Module], batchnorm_after: dict[nn.Module, BatchNorm], repair: str,
+                       recalibrated: bool) -> None:
+    """Refuse ``pruning.compensation: true`` where it would change nothing in this model."""
+    if consumers and all(redundant(module, batchnorm_after, recalibrated) for module in consumers.values()):
+        names = ", ".join(list(consumers)[:3]) + (", ..." if len(consumers) > 3 else "")
+        raise UserError(f"pruning.compensation: true changes nothing here: every layer reading the pruned channels "
+                        f"({names}) is normalised by a BatchNorm whose statistics pruning.repair {repair!r} "
+                        f"re-estimates; set pruning.compensation false, or pruning.repair none (docs/pruning.md)")
 
 
 def lost_contribution(consumer: nn.Module, mean: torch.Tensor, pruned: list[int]) -> torch.Tensor | None:
@@ -45,25 +74,28 @@ def lost_contribution(consumer: nn.Module, mean: torch.Tensor, pruned: list[int]
 
 
 @torch.no_grad()
-def compensate(group, means: dict[nn.Module, torch.Tensor],
-               batchnorm_after: dict[nn.Module, nn.modules.batchnorm._BatchNorm]) -> int:
+def compensate(group, means: dict[nn.Module, torch.Tensor], batchnorm_after: dict[nn.Module, BatchNorm],
+               recalibrated: bool = False) -> int:
     """Fold the lost contributions of a Torch-Pruning pruning ``group`` into its consumers.
 
     Call before ``group.prune()``: the weights of the pruned inputs are still there. The
     group's own per-layer indices are used, so index remapping across the graph is TP's.
-    Returns the number of consumers compensated.
+    ``recalibrated``: the repair that follows re-estimates the BN statistics, so consumers a
+    BN normalises are skipped (``redundant``). Returns the number of consumers changed.
     """
     done = 0
     for dep, idxs in group:
         consumer = dep.target.module
         if handler_side(dep.handler) != "in" or consumer not in means:
             continue
+        if redundant(consumer, batchnorm_after, recalibrated):
+            continue
         lost = lost_contribution(consumer, means[consumer], plain_indices(idxs))
         if lost is None:
             continue
         if consumer.bias is not None:
             consumer.bias.add_(lost.to(consumer.bias.dtype))
-        elif consumer in batchnorm_after and batchnorm_after[consumer].running_mean is not None:
+        elif consumer in batchnorm_after:
             norm = batchnorm_after[consumer]
             norm.running_mean.sub_(lost.to(norm.running_mean.dtype))
         else:

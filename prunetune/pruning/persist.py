@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ from prunetune.errors import ModelError, RunError
 from prunetune.io import write_atomic
 
 FORMAT = "prunetune.pruned-model/1"
+# What torch.load raises on a damaged or foreign file (seen on cut files, flipped bytes and
+# random bytes): a length read from garbage can even ask for exabytes (MemoryError).
+DAMAGED_FILE_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, KeyError, IndexError,
+                       AssertionError, OverflowError, MemoryError, zipfile.BadZipFile)
 
 
 @dataclass
@@ -57,8 +62,10 @@ def load_pruned(path: str | Path, map_location: str | torch.device = "cpu") -> P
         raise ModelError(f"pruned model file not found: {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        raise ModelError(f"{path} is not a readable pruned model: {error}") from None
+    except DAMAGED_FILE_ERRORS as error:
+        reason = str(error).strip().split("\n")[0].split(". ")[0]  # torch appends paragraphs of advice
+        raise ModelError(f"{path} is not a readable pruned model (damaged or another kind of file): "
+                         f"{type(error).__name__}{': ' + reason if reason else ''}") from None
     except (ModuleNotFoundError, AttributeError) as error:
         raise ModelError(f"{path}: the model's classes cannot be imported here ({error}); "
                          "install the package that defines the model") from None

@@ -22,9 +22,10 @@ from torch import nn
 from prunetune.config import LatencyConfig
 from prunetune.errors import UserError
 from prunetune.models.latency import layer_latencies
-from prunetune.pruning.compensation import compensate
+from prunetune.pruning.compensation import check_compensation, compensate
 from prunetune.pruning.criteria import ScoringContext, channel_costs, get_criterion
 from prunetune.pruning.masks import NORMS, ChannelMasks
+from prunetune.pruning.repair import get_repair
 from prunetune.pruning.scope import PrunableGroup, build_graph, select_scope
 from prunetune.pruning.selection import Selection, select_channels
 from prunetune.pruning.statistics import ChannelStats, batchnorm_after, execution_order
@@ -37,7 +38,7 @@ class StepResult:
     selection: Selection
     removed: int  # channels cut (physical) or newly masked in this step
     masked: bool
-    compensated: int  # consumer layers whose bias / BN mean absorbed the lost term
+    compensated: int  # consumer layers whose bias / BN mean absorbed the lost term (none the repair makes redundant)
 
     @property
     def sparsity(self) -> float:
@@ -59,11 +60,15 @@ class Pruner:
         groups = self.groups()
         if not groups:
             raise UserError(f"pruning.scope: no prunable channels in scope {config.scope!r} "
-                            f"({SCOPES.describe(config.scope).rstrip('.')}) for this model"
+                            f"({SCOPES.describe(config.scope).rstrip('.')}) for this model ({type(model).__name__})"
                             + (f" with include {list(config.include)} / exclude {list(config.exclude)}"
                                if config.include or config.exclude else "") + "; see `prunetune list scopes`")
         self.original = {g.name: g.channels for g in groups}
         self.kept = {g.name: torch.arange(g.channels) for g in groups}
+        self.recalibrated = get_repair(config.repair).recalibrates
+        if config.compensation:
+            check_compensation(self.consumers(groups), batchnorm_after(execution_order(model, example_input)),
+                               config.repair, self.recalibrated)
 
     def groups(self) -> list[PrunableGroup]:
         return select_scope(self.model, self.graph, self.config.scope, self.config.include, self.config.exclude)
@@ -94,9 +99,12 @@ class Pruner:
         return kept
 
     def _costs(self, groups: list[PrunableGroup]) -> dict[str, float]:
-        if self.config.mac_aware.cost == "macs":
+        if self.criterion.cost == "macs":
             return channel_costs(self.model, groups, self.example_input)
-        return channel_costs(self.model, groups, self.example_input, latencies=self._layer_latencies())
+        if self.criterion.cost == "latency":
+            return channel_costs(self.model, groups, self.example_input, latencies=self._layer_latencies())
+        raise UserError(f"criterion {type(self.criterion).__name__}: cost {self.criterion.cost!r}; "
+                        "allowed: macs, latency")
 
     def _layer_latencies(self) -> dict[nn.Module, float]:
         """Layer times of a copy on the latency device, keyed by this model's own layers."""
@@ -137,7 +145,7 @@ class Pruner:
 
             def before_cut(group) -> None:
                 nonlocal compensated
-                compensated += compensate(group, means, after)
+                compensated += compensate(group, means, after, self.recalibrated)
         else:
             before_cut = None
         if mask:

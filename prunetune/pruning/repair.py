@@ -1,7 +1,8 @@
 """Post-pruning repair, one registry: ``none``, ``bn``, ``layerwise``, ``asr``.
 
 ``bn`` is BN recalibration (seed 003 1.5.3): reset the running statistics, forward K
-calibration samples in train mode without gradients, back to eval.
+calibration samples without gradients with only the BN layers in train mode, restore the
+modes (``recalibrate_batchnorm``).
 
 ``layerwise`` and ``asr`` are variance-matching repairs (seed 004). For every output
 channel i of a layer, v_d,i is its variance in the dense model and v_p,i in the pruned
@@ -27,16 +28,21 @@ the activation (a recalibrated BN divides by the pruned std), so a gain applied 
 and then recalibrated would be divided out again. What recalibration cannot restore is
 the signal after the nonlinearity and after BN-less layers; the gains act there. So:
 recalibrate -> measure -> scale -> recalibrate again (downstream BNs see the scaled
-signals). lambda -> infinity gives gamma = 1, i.e. exactly ``bn``; lambda -> 0 matches every
-point's post-activation variance to the dense model's. Each point's v_p is measured in
-one pass with its upstream points not yet scaled, a one-pass approximation of a
-layer-by-layer procedure.
+signals); this final recalibration is seed 004's "BN recalibration after ASR", and it keeps
+a BN point's gain, which lives in the affine parameters that recalibration never touches.
+lambda -> infinity gives gamma = 1, i.e. exactly ``bn``; lambda -> 0 matches every point's
+post-activation variance to the dense model's. Each point's v_p is measured in one pass
+with its upstream points not yet scaled, a one-pass approximation of a layer-by-layer
+procedure.
 
 lambda, data-driven: the configured ``asr_lambda`` is a multiple of each layer's median
-v_p. Variances differ by orders of magnitude between layers, so an absolute lambda would
-shrink whole layers; relative to the median, a channel at the layer's median pruned
-variance gets half its correction (s = 1/2 at the default 1.0), the collapsed tail gets
-almost none and the strong channels almost all of it, in every layer alike.
+v_p over its live channels (``shrinkage_lambda``). Variances differ by orders of magnitude
+between layers, so an absolute lambda would shrink whole layers; relative to the median, a
+channel at the layer's median pruned variance gets half its correction (s = 1/2 at the
+default 1.0), the collapsed tail gets almost none and the strong channels almost all of it,
+in every layer alike. Dead channels (v_p <= 1e-8: masked by mask-then-prune, or collapsed)
+carry no signal: they are left out of the median and of ``layerwise``'s sums, and keep
+gamma = 1.
 """
 
 from __future__ import annotations
@@ -113,16 +119,43 @@ def dense_reference(model: nn.Module, loader: Iterable, runtime: Runtime, max_ba
 
 
 def asr_gains(dense: torch.Tensor, pruned: torch.Tensor, lam: float) -> torch.Tensor:
-    """Seed 004: gamma = s gamma* + (1 - s), gamma* = sqrt(v_d / v_p), s = v_p / (v_p + lambda)."""
+    """Seed 004: gamma = s gamma* + (1 - s), gamma* = sqrt(v_d / v_p), s = v_p / (v_p + lambda).
+
+    A dead channel (v_p <= EPSILON) gets gamma = 1: gamma* is undefined there and s -> 0 is
+    the formula's own limit, also at lambda = 0, where it would otherwise multiply a
+    constant output (a BN's beta) by ~1e4.
+    """
+    live = pruned > EPSILON
     pruned = pruned.clamp_min(EPSILON)
     full = (dense / pruned).sqrt()
     shrink = pruned / (pruned + lam) if lam != float("inf") else torch.zeros_like(pruned)
-    return shrink * full + (1.0 - shrink)
+    return torch.where(live, shrink * full + (1.0 - shrink), torch.ones_like(full))
+
+
+def shrinkage_lambda(pruned: torch.Tensor, multiple: float) -> float:
+    """lambda = ``multiple`` x the median v_p of the layer's *live* channels (v_p > EPSILON).
+
+    Dead channels are left out: under mask-then-prune a masked channel's variance is exactly
+    0, and with more than half of a layer masked the plain median, hence lambda, would be 0
+    and the shrinkage would silently vanish. A layer without live channels gets lambda = inf
+    (gamma = 1 everywhere).
+    """
+    live = pruned[pruned > EPSILON]
+    if len(live) == 0 or multiple == float("inf"):
+        return float("inf")
+    return multiple * live.median().item()
 
 
 def layerwise_gains(dense: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
-    """One variance-matching gain for the whole layer, sqrt(sum v_d / sum v_p)."""
-    return (dense.sum() / pruned.sum().clamp_min(EPSILON)).sqrt().expand_as(pruned)
+    """One variance-matching gain for the whole layer, sqrt(sum v_d / sum v_p), over live channels.
+
+    Dead (masked) channels are left out of both sums, so a masked layer gets the gain the
+    same layer gets after the physical cut, where those channels are gone.
+    """
+    live = pruned > EPSILON
+    if not live.any():
+        return torch.ones_like(pruned)
+    return (dense[live].sum() / pruned[live].sum()).sqrt().expand_as(pruned)
 
 
 def _aligned(dense: torch.Tensor, name: str, width: int, kept: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -165,21 +198,25 @@ class Repair:
 
     ``needs_reference``: the dense model's moments at every repair point, measured once
     before the first cut (``dense_reference``) and handed over as ``context.reference``.
+    ``recalibrates``: it re-estimates every BN's running statistics, which makes bias
+    compensation into a BN-normalised consumer exactly redundant (``compensation.py``).
     """
 
     apply: Callable[[RepairContext], None]
     needs_reference: bool = False
+    recalibrates: bool = False
 
     @property
     def description(self) -> str:
         return inspect.getdoc(self.apply) or ""
 
 
-def register_repair(name: str, needs_reference: bool = False) -> Callable[[Callable[[RepairContext], None]], Callable]:
+def register_repair(name: str, needs_reference: bool = False,
+                    recalibrates: bool = False) -> Callable[[Callable[[RepairContext], None]], Callable]:
     """Make a function ``(context) -> None`` selectable as ``pruning.repair: <name>``."""
 
     def decorator(function: Callable[[RepairContext], None]) -> Callable[[RepairContext], None]:
-        REPAIRS.register(name)(Repair(function, needs_reference))
+        REPAIRS.register(name)(Repair(function, needs_reference, recalibrates))
         return function
 
     return decorator
@@ -194,23 +231,23 @@ def no_repair(context: RepairContext) -> None:
     """Leave the pruned model as the cut left it (stale BN statistics included)."""
 
 
-@register_repair("bn")
+@register_repair("bn", recalibrates=True)
 def bn_recalibration(context: RepairContext) -> None:
     """BN recalibration: reset the running statistics, re-estimate them on calibration data."""
     recalibrate_batchnorm(context.model, context.recalibration, context.runtime, context.samples)
 
 
-@register_repair("layerwise", needs_reference=True)
+@register_repair("layerwise", needs_reference=True, recalibrates=True)
 def layerwise(context: RepairContext) -> None:
     """One variance-matching gain per layer, sqrt(sum v_dense / sum v_pruned), then BN recalibration."""
     _variance_repair(context, layerwise_gains)
 
 
-@register_repair("asr", needs_reference=True)
+@register_repair("asr", needs_reference=True, recalibrates=True)
 def asr(context: RepairContext) -> None:
     """Adaptive Signal Resuscitation (seed 004): shrunk per-channel variance matching, then BN recalibration."""
     def gains(dense: torch.Tensor, pruned: torch.Tensor) -> torch.Tensor:
-        return asr_gains(dense, pruned, context.asr_lambda * pruned.median().item())
+        return asr_gains(dense, pruned, shrinkage_lambda(pruned, context.asr_lambda))
 
     _variance_repair(context, gains)
 

@@ -5,7 +5,8 @@ Targets are channel sparsities of the scope, counted from the original channel c
 keeps the same fraction q = r^(1/N) of the *current* channels each step, r = 1 - p
 (seed 003 1.2.1); ``one_shot`` is one step to p; ``targets`` is an explicit list.
 ``mac_target`` first solves for the channel sparsity whose pruned model keeps
-``mac_target`` of the MACs (``solve_mac_target``), then steps to it geometrically.
+``mac_target`` of the MACs (``solve_mac_target``, starting from seed 003 2.2's quadratic
+estimate), then steps to it geometrically.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 from prunetune.models.complexity import measure
+from prunetune.pruning.criteria import output_sizes
+from prunetune.pruning.scope import PrunableGroup
 from prunetune.registry import SCHEDULES
-
 
 
 # An entry is ``(config, solve) -> targets``; ``solve()`` runs the MAC-target solver on the
@@ -67,40 +70,75 @@ def schedule_targets(config, solve: SolveMacTarget | None = None) -> list[float]
 
 
 def quadratic_estimate(unpruned: float, one_sided: float, two_sided: float, mac_target: float) -> float:
-    """Seed 003 2.2: mac_target = (U + S1 q + S2 q^2) / T, solved for the keep ratio q; returns 1 - q."""
+    """Seed 003 2.2: mac_target = (U + S1 q + S2 q^2) / T, solved for the keep ratio q; returns 1 - q.
+
+    A target below what the cut can reach (under U / T) has no root: sparsity 1, clamped.
+    """
     total = unpruned + one_sided + two_sided
     a, b, c = two_sided, one_sided, unpruned - mac_target * total
     if a == 0:
         q = -c / b if b else 1.0
     else:
-        q = (-b + (b * b - 4 * a * c) ** 0.5) / (2 * a)
+        q = (-b + max(0.0, b * b - 4 * a * c) ** 0.5) / (2 * a)
     return float(min(1.0, max(0.0, 1.0 - q)))
 
 
+def mac_split(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> tuple[float, float, float]:
+    """Seed 003 2.2's U, S1, S2: the Conv/Linear MACs of one image that the scope's cut leaves
+    alone, scales once (input or output channels in scope; a depthwise conv, whose input and
+    output channels are one set) and scales twice (both)."""
+    sides: dict[nn.Module, set[str]] = {}
+    for group in groups:
+        for _, module, side in group.members:
+            sides.setdefault(module, set()).add(side)
+    split = [0.0, 0.0, 0.0]
+    for module, size in output_sizes(model, example).items():
+        if isinstance(module, nn.Conv2d):
+            macs = size * module.in_channels / module.groups * module.kernel_size[0] * module.kernel_size[1]
+        else:
+            macs = size * module.in_features
+        split[len(sides.get(module, set()) & {"in", "out"})] += macs
+    return split[0], split[1], split[2]
+
+
 def solve_mac_target(make_pruner: Callable[[nn.Module], object], model: nn.Module, channels: int, image_size: int,
-                     mac_target: float, tolerance: float = 0.01, iterations: int = 20,
-                     stats: dict | None = None) -> tuple[float, float]:
+                     mac_target: float, scores: dict[str, torch.Tensor], tolerance: float = 0.01,
+                     iterations: int = 20) -> tuple[float, float]:
     """Channel sparsity whose one-shot cut keeps ``mac_target`` of the MACs, on the real counter.
 
-    Bisection over the sparsity on copies of the model (MACs fall as sparsity rises);
-    stops within ``tolerance`` (relative) of the target MACs. ``stats`` (the dense model's
-    calibration statistics) serve criteria that need them. Returns (sparsity, MAC ratio).
+    ``scores`` are the dense model's channel scores (``Pruner.scores``): that ranking decides
+    the cut at every candidate sparsity, so every criterion works (taylor's gradients and
+    vbp's statistics exist on the real model only) and scoring runs once. Candidates are cut
+    on copies of the model. The first is seed 003 2.2's quadratic estimate from the scope's
+    ``mac_split``; each next one solves the same quadratic shifted by the gap the last cut
+    measured (the global ranking does not keep every layer's ratio equal, as the estimate
+    assumes), or bisects the bracket of the cuts so far (MACs fall as sparsity rises) when
+    that lands outside it. Stops within ``tolerance`` (relative) of the target MACs, or when
+    the bracket is narrower than one channel of the scope. Returns the closest (sparsity,
+    MAC ratio) cut.
     """
     baseline = measure(model, channels, image_size).macs
+    pruner = make_pruner(copy.deepcopy(model))
+    split = mac_split(pruner.model, pruner.groups(), pruner.example_input)
+    total, one_channel = sum(split), 1.0 / pruner.original_channels
 
-    def ratio_at(sparsity: float) -> float:
-        trial = copy.deepcopy(model)
-        make_pruner(trial).step(sparsity, stats=stats)
-        return measure(trial, channels, image_size).macs / baseline
+    def modelled(sparsity: float) -> float:
+        keep = 1.0 - sparsity
+        return (split[0] + split[1] * keep + split[2] * keep * keep) / total
 
     low, high = 0.0, 0.99
     best = (0.0, 1.0)
+    candidate = min(high, quadratic_estimate(*split, mac_target))
     for _ in range(iterations):
-        middle = (low + high) / 2
-        ratio = ratio_at(middle)
+        pruner.step(candidate, scores=scores)
+        ratio = measure(pruner.model, channels, image_size).macs / baseline
         if abs(ratio - mac_target) < abs(best[1] - mac_target):
-            best = (middle, ratio)
-        if abs(ratio - mac_target) <= tolerance * mac_target:
-            break
-        low, high = (middle, high) if ratio > mac_target else (low, middle)
+            best = (candidate, ratio)
+        low, high = (candidate, high) if ratio > mac_target else (low, candidate)
+        if abs(ratio - mac_target) <= tolerance * mac_target or high - low < one_channel:
+            break  # on target, or no cut lies between: one channel more or less jumps over it
+        candidate = quadratic_estimate(*split, mac_target - (ratio - modelled(candidate)))
+        if not low < candidate < high:
+            candidate = (low + high) / 2
+        pruner = make_pruner(copy.deepcopy(model))
     return best

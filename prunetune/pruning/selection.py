@@ -14,6 +14,8 @@ holding multi-head attention also keeps a multiple of its head count (lcm with `
 A group split into G blocks by a grouped conv or GroupNorm loses one in-block position
 in all G blocks at once (ranked by its mean score over the blocks, as Torch-Pruning's
 MetaPruner does), so its cut moves in steps of G channels, and keeps two positions per block.
+A group holding a depthwise conv keeps two channels: with one, TP sees a plain conv
+(groups == 1) whose output is a group of its own.
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def select_channels(
         order = torch.argsort(values, stable=True).tolist()
         step = math.lcm(round_to or 1, group.channel_step)
         step = step if step > 1 else None
-        capacity = (group.channels - _floor(original[group.name], group.channels, max_layer_ratio, step)) // blocks
+        keep = max(_floor(original[group.name], group.channels, max_layer_ratio, step), group.min_channels)
+        capacity = (group.channels - keep) // blocks
         if blocks > 1:
             # One position per block would make the grouped conv depthwise (groups == channels):
             # TP then couples its input to its output and the group merges with its neighbour.

@@ -2,10 +2,10 @@
 
 For each group the statistics live on its primary producer's output *after* its BN and
 activation (seed 000: post-BN+ReLU for convs; after the activation for Linear; seed 003
-1.3.3). The activation is found from execution order: the first leaf module that runs
-after the producer (or its BN) and is an activation. Running sums of x and x^2 give the
-mean and the variance (for VBP); every spatial position or token is one observation,
-channels are dim 1 for NCHW maps and the last dim for Linear outputs.
+1.3.3), the point ``post_activation_point`` finds from execution order; the variance-entropy
+regulariser (seed 003 1.4.3) reads the same points. Running sums of x and x^2 give the mean
+and the variance (for VBP); every spatial position or token is one observation, channels
+are dim 1 for NCHW maps and the last dim for Linear / LayerNorm outputs (``channel_axis``).
 
 Bias compensation needs something else: the mean of each *consumer's input*
 (``collect_input_means``), which is where the pruned channels' signal actually arrives,
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from prunetune.errors import UserError
 from prunetune.pruning.scope import PrunableGroup
 from prunetune.runtime import Runtime
 from prunetune.torch_tools import evaluation_mode, forward_hooks
@@ -33,6 +34,20 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.GELU, nn.Hardtanh, n
 # Layers whose outputs carry channels in the last dim, whatever the rank (ConvNeXt's
 # Linear layers run on NHWC maps, ViT's on tokens).
 LAST_DIM_CHANNELS = (nn.Linear, nn.LayerNorm)
+
+# Pass their input through in eval mode: skipped between a producer, its BN and its activation.
+TRANSPARENT = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+BatchNorm = nn.modules.batchnorm._BatchNorm
+
+# (module whose output is hooked, activation module applied to that output, or None)
+StatPoint = tuple[nn.Module, "nn.Module | None"]
+
+
+def channel_axis(module: nn.Module, values: torch.Tensor) -> int:
+    """The channel axis of ``module``'s output ``values``: the last for Linear / LayerNorm
+    (a channels-last map, tokens), else dim 1 (NCHW maps, (N, C) vectors)."""
+    return values.ndim - 1 if isinstance(module, LAST_DIM_CHANNELS) or values.ndim < 2 else 1
 
 
 @dataclass(frozen=True)
@@ -68,9 +83,7 @@ class _Moments:
     def __init__(self) -> None:
         self.count, self.total, self.squares = 0, 0.0, 0.0
 
-    def add(self, values: torch.Tensor, channels_last: bool = False) -> None:
-        """``channels_last``: the output of a Linear / LayerNorm (NHWC maps, tokens), else NCHW."""
-        channel_dim = values.ndim - 1 if channels_last or values.ndim != 4 else 1
+    def add(self, values: torch.Tensor, channel_dim: int) -> None:
         flat = values.detach().movedim(channel_dim, -1).reshape(-1, values.shape[channel_dim]).double()
         self.count += flat.shape[0]
         self.total = self.total + flat.sum(0)
@@ -84,8 +97,7 @@ class _Moments:
         """A forward hook adding ``activation(output)`` (or the output itself) to these moments."""
         def add_output(module, inputs, output):
             values = output.detach().float()
-            self.add(activation(values.clone()) if activation is not None else values,
-                     isinstance(module, LAST_DIM_CHANNELS))
+            self.add(activation(values.clone()) if activation is not None else values, channel_axis(module, values))
         return add_output
 
 
@@ -99,25 +111,51 @@ def _forward_batches(model: nn.Module, loader: Iterable, runtime: Runtime, max_b
                 model(images.to(runtime.device))
 
 
-def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> dict[str, tuple[nn.Module, nn.Module | None]]:
-    """For each group: (module whose output to hook, activation applied to that output)."""
+def post_activation_point(order: list[nn.Module], producer: nn.Module,
+                          parents: dict[nn.Module, nn.Module]) -> StatPoint:
+    """Where a producer's channels are measured: after its BN and activation (seed 003 1.3.3).
+
+    In ``order`` (leaf modules in execution order), after the producer and any Identity /
+    Dropout, comes optionally the BN that normalises exactly its channels (in pre-activation
+    nets such as DenseNet the next BN belongs to the next layer and sees a concatenation),
+    then optionally an activation module. A BN holding its activation (timm's
+    BatchNormAct2d, of which only the children are leaves) is hooked itself: its output is
+    post-activation. Rule where no activation module follows (a projection conv, an MLP's
+    fc2, an activation called as a function): the statistics are the BN's output, or the
+    producer's, the signal the next layer reads.
+    """
+    position = order.index(producer)
+    following: list[nn.Module] = []
+    for module in order[position + 1 : position + 8]:
+        parent = parents.get(module)
+        module = parent if isinstance(parent, BatchNorm) else module
+        if isinstance(module, TRANSPARENT) or (following and following[-1] is module):
+            continue
+        following.append(module)
+        if len(following) == 2:
+            break
+    hooked, activation = producer, None
+    width = getattr(producer, "out_channels", getattr(producer, "out_features", None))
+    if following and isinstance(following[0], BatchNorm) and following[0].num_features == width:
+        hooked = following.pop(0)
+        if list(hooked.children()):
+            return hooked, None
+    if following and isinstance(following[0], ACTIVATIONS):
+        activation = following[0]
+    return hooked, activation
+
+
+def stat_points(model: nn.Module, groups: list[PrunableGroup], example: torch.Tensor) -> dict[str, StatPoint]:
+    """For each group: its primary producer's ``post_activation_point``."""
     order = execution_order(model, example)
+    parents = {child: parent for parent in model.modules() for child in parent.children()}
     points = {}
     for group in groups:
-        producer = group.producers[0][1]
+        name, producer = group.producers[0]
         if producer not in order:
-            continue
-        position = order.index(producer)
-        hooked, activation = producer, None
-        following = order[position + 1 : position + 3]
-        width = getattr(producer, "out_channels", getattr(producer, "out_features", None))
-        # Only the BN that normalises this output: in pre-activation nets (DenseNet) the
-        # next BN belongs to the next layer and sees a concatenation.
-        if following and isinstance(following[0], nn.modules.batchnorm._BatchNorm) and following[0].num_features == width:
-            hooked, following = following[0], following[1:]
-        if following and isinstance(following[0], ACTIVATIONS):
-            activation = following[0]
-        points[group.name] = (hooked, activation)
+            raise UserError(f"pruning: layer {name} (producer of group {group.name}) does not run in an eval-mode "
+                            "forward, so it has no statistics; exclude it with pruning.exclude")
+        points[group.name] = post_activation_point(order, producer, parents)
     return points
 
 

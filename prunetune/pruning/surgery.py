@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch_pruning as tp
 from torch import nn
-from torchvision.models import VisionTransformer
 
+from prunetune.pruning.attention import sync_head_widths
 from prunetune.pruning.scope import PrunableGroup
 from prunetune.pruning.selection import Selection
 
@@ -44,16 +44,5 @@ def remove_channels(graph: tp.DependencyGraph, groups: list[PrunableGroup], sele
                 before_cut(group)
             group.prune()
             removed += len(idxs)
-    _sync_widths(graph.model)
+    sync_head_widths(graph.model)
     return removed
-
-
-def _sync_widths(model: nn.Module) -> None:
-    """Update plain-int widths that forward() reads and Torch-Pruning cannot see.
-
-    torchvision's VisionTransformer reshapes its patch embedding with ``self.hidden_dim``;
-    after the residual stream is cut that int must follow ``conv_proj``.
-    """
-    for module in model.modules():
-        if isinstance(module, VisionTransformer):
-            module.hidden_dim = module.conv_proj.out_channels

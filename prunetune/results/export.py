@@ -11,6 +11,7 @@ model's classes (TorchScript is deprecated in torch 2.11, so it is not used).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
     config = resolved_config(saved, row)
     metrics = step_metrics(row)
     out = Path(out)
+    refuse_unwritable(out, portable)
     with temporary_folder() as folder:
         source = fetch_model(row["checkpoint"], Path(folder))
         if not source.is_file():
@@ -57,11 +59,33 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
         model = load_pruned(source).model
     metadata = {"experiment": saved.name, "trial": int(trial), "step": int(step), "metrics": metrics,
                 "config": config.to_dict()}
-    save_pruned(model, out, metadata)
+    try:
+        save_pruned(model, out, metadata)
+    except OSError as error:  # checked writable above; the disk can still fill up or go away
+        raise UserError(f"cannot export to {out}: {error.strerror or error}") from None
     program = out.with_suffix(".pt2") if portable else None
     if program is not None:
         write_program(model, config.data.channels, config.data.image_size, metadata, program)
     return Exported(out, program, metrics)
+
+
+def refuse_unwritable(out: Path, portable: bool) -> None:
+    """A ``UserError`` naming ``out`` when the export cannot be written there, before any work."""
+    if out.is_dir():
+        raise UserError(f"cannot export to {out}: it is a folder; name the file to write, e.g. {out / 'model.pt'}")
+    if portable and out.with_suffix(".pt2").is_dir():
+        raise UserError(f"cannot export to {out}: the program beside it, {out.with_suffix('.pt2')}, is a folder")
+    folder = out.parent
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot export to {out}: {existing} is a file, not a folder")
+    probe = folder / f".{out.name}.{os.getpid()}.probe"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.open("wb").close()
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot export to {out}: {folder} is not writable ({error.strerror or error})") from None
 
 
 def write_program(model: torch.nn.Module, channels: int, size: int, metadata: dict, path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,29 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         return []
     rows = []
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # the line being appended, or one a kill cut short
+        why = _not_a_row(row)
+        if why:
+            # Only a hand edit or a damaged disk writes this; the store's other rows still count.
+            warnings.warn(f"{journal}: line {number} is not a results row ({why}); skipped", stacklevel=2)
+            continue
+        rows.append(row)
     return rows
+
+
+def _not_a_row(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return f"a JSON {type(row).__name__}, not an object"
+    missing = [key for key in ("trial_id", "step") if key not in row]
+    if missing:
+        return f"no {' or '.join(missing)}"
+    if isinstance(row["step"], bool) or not isinstance(row["step"], int):
+        return f"step {row['step']!r} is not a whole number"
+    return None
 
 
 def read_store(path: Path) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from prunetune.objectives import OBJECTIVES
 from prunetune.samplers import make_sampler
 from prunetune.search.recording import ErrorRecorder, ProgressPrinter, ResultsRecorder
 from prunetune.search.searcher import StudySearch
-from prunetune.search.trainable import FeasibilityStopper, baseline_files, trial
+from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces.schema import refuse_unsearchable
 from prunetune.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
 
@@ -99,7 +99,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
         # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
-        run_config=tune.RunConfig(name=name, storage_path=root, stop=FeasibilityStopper(),
+        run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
                                   callbacks=[ErrorRecorder(study), ResultsRecorder(home, name, root, config, space, study),

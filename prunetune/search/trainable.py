@@ -93,14 +93,6 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
                 shutil.copy2(directory / kept, Path(staging) / CHECKPOINT_MODEL)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
 
+        # No Ray stopper: the pipeline ends its own cuts below the threshold, and the final
+        # fine-tuning (recovery.final_epochs) still follows that infeasible row.
         run(config, report=report, directory=directory, save_steps=every_step, objective=objective)
-
-
-class FeasibilityStopper(tune.Stopper):
-    """Ends a trial at the first step below the accuracy threshold (the pipeline stops there too)."""
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return result.get("feasible") is False
-
-    def stop_all(self) -> bool:
-        return False

@@ -197,11 +197,23 @@ def _parse_choice(values: Any, where: str) -> tuple[Distribution | None, list[tu
         return None, [(where, f"choice needs a non-empty list of values, got {values!r}")]
     seen: set[str] = set()
     for value in values:
+        bad = non_finite(value)
+        if bad is not None:
+            # JSON, Optuna's storage and the results store have no inf or nan (.inf came back as null).
+            return None, [(where, f"choice values must be finite numbers, got {bad!r} in {values!r}")]
         text = json.dumps(_label(value), sort_keys=True)
         if text in seen:
             return None, [(where, f"choice lists {show(value)} twice")]
         seen.add(text)
     return Choice(tuple(values)), []
+
+
+def non_finite(value: Any) -> float | None:
+    """The first inf or nan in a value (lists and mappings searched), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else ()
+    return next((bad for bad in map(non_finite, items) if bad is not None), None)
 
 
 def _parse_range(kind: str, spec: dict[str, Any], where: str) -> tuple[Distribution | None, list[tuple[str, str]]]:
@@ -210,7 +222,7 @@ def _parse_range(kind: str, spec: dict[str, Any], where: str) -> tuple[Distribut
         return None, [(where, f"{kind} needs [low, high], got {bounds!r}")]
     low, high = (_number(bound) for bound in bounds)
     if low is None or high is None:
-        return None, [(where, f"{kind} bounds must be numbers, got {bounds!r}")]
+        return None, [(where, f"{kind} bounds must be finite numbers, got {bounds!r}")]
     if not low < high:
         return None, [(where, f"{kind} needs low < high, got [{low:g}, {high:g}]")]
     log = spec.get("log", kind == "loguniform")

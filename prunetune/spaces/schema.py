@@ -81,7 +81,9 @@ class ConfigFields:
         model: type[BaseModel] = JobConfig
         *sections, leaf = path.split(".")
         for name in sections:
-            model = model.model_fields[name].annotation  # type: ignore[assignment]
+            # A section may be optional (recovery.teacher: TeacherConfig | None).
+            model = next(option for option in _options(model.model_fields[name].annotation)
+                         if isinstance(option, type) and issubclass(option, BaseModel))
         return model.model_fields[leaf]
 
     def fields_of(self, section: str) -> list[str]:

@@ -9,7 +9,7 @@ from prunetune.errors import UnknownNameError
 from prunetune.models.zoo import tiny_mobilenet
 from prunetune.pruning.pruner import Pruner
 from prunetune.pruning.repair import (REPAIRS, RepairContext, asr_gains, dense_reference, layerwise_gains, repair,
-                                     repair_points)
+                                     repair_points, shrinkage_lambda)
 from prunetune.pruning.statistics import collect_point_stats
 from prunetune.runtime import resolve_runtime
 from prunetune.training import recalibrate_batchnorm
@@ -25,6 +25,17 @@ def test_asr_gain_follows_the_formula_on_a_hand_computed_example():
     torch.testing.assert_close(asr_gains(dense, pruned, 0.0), torch.tensor([2.0, 1.0, 30.0]))  # full matching
     torch.testing.assert_close(asr_gains(dense, pruned, float("inf")), torch.ones(3))  # untouched
     torch.testing.assert_close(layerwise_gains(dense, pruned), torch.full((3,), (14 / 2.01) ** 0.5))
+
+
+def test_dead_channels_are_left_out_of_lambda_and_the_layerwise_sums_and_keep_gain_one():
+    # Mask-then-prune: 4 of 6 channels masked, variance exactly 0. The plain median is 0.
+    pruned = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 3.0])
+    dense = torch.tensor([2.0, 2.0, 2.0, 2.0, 4.0, 12.0])
+    assert shrinkage_lambda(pruned, 2.0) == 2.0  # 2 x the lower median of (1, 3)
+    assert shrinkage_lambda(torch.zeros(3), 1.0) == float("inf")
+    torch.testing.assert_close(asr_gains(dense, pruned, 0.0), torch.tensor([1.0] * 4 + [2.0, 2.0]))
+    torch.testing.assert_close(layerwise_gains(dense, pruned), torch.full((6,), 2.0))  # sqrt(16 / 4)
+    torch.testing.assert_close(layerwise_gains(dense, torch.zeros(6)), torch.ones(6))
 
 
 def test_registry_lists_the_repairs_and_rejects_unknown_ones():
@@ -44,7 +55,7 @@ def _loader(count=64, seed=0):
 def pruned_once():
     """A dense tiny_mobilenet with real BN statistics and a 60%-pruned copy (no repair yet)."""
     torch.manual_seed(0)
-    dense = tiny_mobilenet(10, width=8)
+    dense = tiny_mobilenet(10, width=8).eval()
     loader = _loader()
     recalibrate_batchnorm(dense, loader, CPU)
     pruned = copy.deepcopy(dense)
@@ -104,3 +115,27 @@ def test_every_repair_keeps_the_model_runnable_and_in_eval_mode(pruned_pair, kin
     repair(kind, _context(pruned, loader, reference, kept, 1.0))
     assert not pruned.training
     assert torch.isfinite(pruned(torch.randn(2, 3, 32, 32))).all()
+
+
+def test_asr_keeps_shrinking_when_more_than_half_of_a_layer_is_masked():
+    """A BN point with 4 of 7 channels masked and 3 identical live ones at a quarter of their
+    dense variance (gamma* = 2): lambda is their median, so s = 1/2 and each gets 1.5."""
+    torch.manual_seed(0)
+    dense = torch.nn.Sequential(torch.nn.Conv2d(3, 7, 1, bias=False), torch.nn.BatchNorm2d(7), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(7, 2)).eval()
+    with torch.no_grad():
+        dense[0].weight[4:] = dense[0].weight[4]
+        dense[1].bias.fill_(0.3)
+    loader = _loader(count=32)  # one batch: recalibration gives the dense and pruned model the same statistics
+    recalibrate_batchnorm(dense, loader, CPU)
+    reference = dense_reference(dense, loader, CPU)
+    pruned = copy.deepcopy(dense)
+    with torch.no_grad():
+        pruned[1].weight[:4] = 0.0
+        pruned[1].bias[:4] = 0.0
+        pruned[1].weight[4:] *= 0.5
+        pruned[1].bias[4:] *= 0.5
+    before = pruned[1].weight.detach().clone()
+    repair("asr", _context(pruned, loader, reference, {}, 1.0))
+    torch.testing.assert_close(pruned[1].weight[4:] / before[4:], torch.full((3,), 1.5))
+    assert torch.equal(pruned[1].weight[:4], torch.zeros(4))

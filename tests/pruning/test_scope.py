@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
+from prunetune.config import load_config
 from prunetune.models.zoo import tiny_resnet
 from prunetune.pruning.scope import build_graph, select_scope
 
@@ -17,6 +20,14 @@ def test_mobilenet_v3_small_expand_scope_has_2440_channels_in_ten_expand_convs()
     _, groups = _scope(torchvision.models.mobilenet_v3_small(num_classes=2), 96)
     assert sum(g.channels for g in groups) == 2440 and len(groups) == 10
     assert all(g.name.endswith("block.0.0") for g in groups)  # the expand convs, SE gates coupled in
+
+
+def test_the_seed001_example_excludes_two_early_blocks_to_count_its_2280_channels_in_eight_groups():
+    # Seed 001 counted 2280 on the same model (2 classes, 96x96); the example's patterns must give that.
+    exclude = load_config(Path(__file__).parents[2] / "examples" / "seed001_run6.yaml").pruning.exclude
+    _, groups = _scope(torchvision.models.mobilenet_v3_small(num_classes=2), 96, exclude=exclude)
+    assert sum(g.channels for g in groups) == 2280 and len(groups) == 8
+    assert not any(g.name.startswith(("features.2.", "features.3.")) for g in groups)
 
 
 def test_resnet_expand_scope_is_the_inner_block_convs():
@@ -75,3 +86,82 @@ def test_a_model_torch_pruning_cannot_trace_gives_a_clear_error():
     with pytest.raises(ModelError, match="ShuffleNetV2.*cannot be pruned structurally"):
         build_graph(model, torch.randn(1, 3, 64, 64))
     assert model.training
+
+
+def _googlenet() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.googlenet(num_classes=10, init_weights=False).eval()  # aux_logits: True by default
+
+
+def test_googlenet_groups_cut_the_inputs_of_its_auxiliary_heads_and_nothing_inside_them():
+    # The graph is traced in train mode, where GoogLeNet runs aux1 / aux2; in eval they are skipped.
+    _, groups = _scope(_googlenet(), 32, "all")
+    readers = {name for g in groups for name, _, side in g.members if side == "in" and name.startswith("aux")}
+    assert readers == {"aux1.conv.conv", "aux2.conv.conv"}
+    assert not any(name.startswith("aux") for g in groups for name, _ in g.producers)
+
+
+def test_a_googlenet_cut_in_all_scope_still_trains_with_its_auxiliary_classifiers():
+    from prunetune.config import PruningConfig
+    from prunetune.pruning import Pruner
+
+    model = _googlenet()
+    Pruner(model, torch.randn(1, 3, 32, 32), PruningConfig(scope="all", criterion="random")).step(0.3)
+    assert model.aux1.conv.conv.in_channels < 512
+    output = model.train()(torch.randn(2, 3, 32, 32))
+    assert isinstance(output, torchvision.models.GoogLeNetOutputs)
+    assert [tuple(t.shape) for t in output] == [(2, 10)] * 3
+
+
+def test_a_train_mode_forward_that_fails_at_the_input_size_is_a_one_line_model_error():
+    from prunetune.errors import ModelError
+
+    model = torchvision.models.inception_v3(num_classes=10, init_weights=False).eval()  # aux head: 299 px
+    with pytest.raises(ModelError, match=r"^model Inception3: its train-mode forward fails on an input of shape "
+                                         r"\(1, 3, 96, 96\) \(RuntimeError: .*aux_logits: false") as error:
+        build_graph(model, torch.randn(1, 3, 96, 96))
+    assert "\n" not in str(error.value) and not model.training
+
+
+def test_ghostnet_concat_of_a_map_and_its_depthwise_image_is_cut_in_pairs():
+    import timm
+
+    from prunetune.config import PruningConfig
+    from prunetune.pruning import Pruner
+
+    torch.manual_seed(0)
+    model, example = timm.create_model("ghostnet_050", num_classes=10).eval(), torch.randn(1, 3, 32, 32)
+    pruner = Pruner(model, example, PruningConfig(scope="all", criterion="random"))
+    ghost = next(g for g in pruner.groups() if g.name == "blocks.1.0.ghost2.primary_conv.0")
+    assert (ghost.channels, ghost.channel_groups) == (2 * ghost.producers[0][1].out_channels, 2)
+    pruner.step(0.3)
+    assert model(example).shape == (1, 10)
+    assert pruner.sparsity() == pytest.approx(0.3, abs=0.01)
+
+
+def test_levit_expand_scope_finds_the_mlp_hidden_channels_behind_its_batchnorm1d_reshapes():
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("levit_128s", img_size=32, depth=(1, 1, 1), num_classes=10).eval()
+    _, groups = _scope(model, 32)
+    # LinearNorm normalises with bn(x.flatten(0, 1)).reshape_as(x): tokens folded, channels kept.
+    assert len(groups) == 5 and all(g.name.endswith(".mlp.ln1.linear") for g in groups)
+
+
+class _TwoHeads(nn.Module):
+    """Logits and a second classifier's logits in eval too; the second head registered first."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.side = nn.Conv2d(3, 8, 3), nn.Linear(8, 10)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        features = self.stem(x).mean((2, 3))
+        return self.fc(features), self.side(features)
+
+
+def test_every_layer_emitting_a_model_output_keeps_its_channels():
+    _, groups = _scope(_TwoHeads(), 8, "all")
+    assert [g.name for g in groups] == ["stem"]

@@ -106,3 +106,17 @@ def test_vit_residual_stream_keeps_whole_heads_and_still_runs():
     remove_channels(graph, groups, selection)
     assert model.hidden_dim == model.conv_proj.out_channels < 64
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_group_holding_a_depthwise_conv_keeps_two_channels_so_the_scope_count_holds_after_the_cut():
+    # With one channel left a depthwise conv is a plain conv (groups == 1) to Torch-Pruning:
+    # its output would leave the group and turn up as a group of its own (GhostNet's first block).
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 3, groups=4), nn.Conv2d(4, 6, 1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(6, 10))
+    graph, groups = _scope(model, 8, "all")
+    original = {g.name: g.channels for g in groups}
+    scores = {g.name: torch.arange(g.channels, dtype=torch.float) + (0 if g.name == "0" else 100) for g in groups}
+    selection = select_channels(groups, scores, 0.3, original)
+    assert len(selection.remove["0"]) == 2 and selection.removed_after == 3
+    remove_channels(graph, groups, selection)
+    assert sorted((g.name, g.channels) for g in select_scope(model, graph, "all")) == [("0", 2), ("2", 5)]

@@ -106,6 +106,23 @@ def test_rows_a_killed_driver_had_only_journaled_are_read_and_kept(tmp_path):
     assert len(pd.read_parquet(path)) == 5 and not journal_path(path).exists()
 
 
+def test_a_journal_line_that_is_json_but_not_a_row_is_skipped_with_a_warning_naming_it(tmp_path):
+    path = tmp_path / "results.parquet"
+    store = Store(path, write_share=1e-6)
+    store.put(_row("t1", 0))
+    store.put(_row("t1", 1))  # journaled: line 1
+    with journal_path(path).open("a") as journal:
+        journal.write('[1, 2]\n{"trial_id": "t1"}\n{"trial_id": "t1", "step": "x"}\n')
+    with pytest.warns(UserWarning) as caught:
+        steps = list(load(str(path))["step"])
+    assert steps == [0, 1]
+    assert [str(warning.message) for warning in caught] == [
+        f"{journal_path(path)}: line 2 is not a results row (a JSON list, not an object); skipped",
+        f"{journal_path(path)}: line 3 is not a results row (no step); skipped",
+        f"{journal_path(path)}: line 4 is not a results row (step 'x' is not a whole number); skipped",
+    ]
+
+
 def test_a_store_adds_only_the_rows_it_lacks_from_another_record(tmp_path):
     store = Store(tmp_path / "results.parquet")
     store.put(_row("t1", 1, accuracy=0.9))

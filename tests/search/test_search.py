@@ -88,3 +88,17 @@ def test_trials_in_a_reused_worker_keep_their_own_steps_and_models(ray_session, 
         model = load_pruned(Path(row["checkpoint"]) / CHECKPOINT_MODEL).model
         assert sum(p.numel() for p in model.parameters()) == row["params"]
         assert evaluate(model, baseline.loaders.val, baseline.runtime).accuracy == pytest.approx(row["accuracy"])
+
+
+def test_a_trial_whose_last_cut_falls_below_the_threshold_still_reports_its_final_fine_tuning(ray_session, search_job):
+    # Baseline ~0.65: 10% of the channels keep it above 0.4, 90% do not; the final row fine-tunes the 10% model.
+    job, space = load_search(search_job("final", trials=1, min_accuracy="0.4"), [
+        "pruning.criterion=l1", "data.train_size=600", "baseline.epochs=6", "pruning.schedule.targets=[0.1,0.9]",
+        "recovery.epochs=0", "recovery.final_epochs=1"])
+    run_search(job, space, verbose=0)
+    rows = load("final", job.storage.root).sort_values("step")
+    assert list(zip(rows["phase"], rows["feasible"])) == [("prune", True), ("prune", False), ("final", True)]
+    final = rows.iloc[-1]
+    assert final["macs"] == rows.iloc[0]["macs"] and final["checkpoint"]
+    model = load_pruned(Path(final["checkpoint"]) / CHECKPOINT_MODEL).model
+    assert sum(p.numel() for p in model.parameters()) == final["params"]

@@ -18,3 +18,17 @@ def test_scratch_folders_of_dead_workers_are_removed_and_live_ones_kept(tmp_path
         assert os.path.basename(scratch).startswith(f"{os.getpid()}-")
         assert not left_by_dead.exists() and in_use.exists()
     assert not os.path.exists(scratch)
+
+
+def test_a_search_trial_trains_in_bf16_through_torch_compile(ray_session, search_job):
+    from prunetune.results import load
+    from prunetune.search import run_search
+    from prunetune.spaces import load_search
+
+    # CPU autocast and inductor inside a Ray worker: the CUDA path's settings on the trial path.
+    job, space = load_search(search_job("bf16c", trials=1), ["runtime.precision=bf16", "runtime.compile=true",
+                                                             "pruning.schedule.targets=[0.2]"])
+    outcome = run_search(job, space, verbose=0)
+    rows = load(outcome.name, job.storage.root)
+    assert outcome.summary.finished == 1 and outcome.summary.failed == 0
+    assert len(rows) == 1 and rows["epochs_run"].iloc[0] == 1 and 0.0 <= rows["accuracy"].iloc[0] <= 1.0

@@ -39,6 +39,7 @@ def test_default_space_offers_the_criteria_and_repairs():
                                                                 "mac_aware")
     assert by_name["pruning.repair"].distribution.values == ("none", "bn", "layerwise", "asr")
     assert [condition.describe() for condition in by_name["pruning.asr_lambda"].when] == ["pruning.repair = asr"]
+    assert [condition.describe() for condition in by_name["pruning.compensation"].when] == ["pruning.repair = none"]
     assert [condition.describe() for condition in by_name["recovery.lr_high"].when] == ["_lr_high = true"]
 
 
@@ -56,6 +57,8 @@ def test_thirty_random_trials_all_give_valid_configs(default_search):
         assert ("recovery.lr_high" in trial.params) == ("recovery.lr_high_threshold" in trial.params)
         pairs_used.add(job.recovery.lr_high is not None)
         assert ("pruning.asr_lambda" in trial.params) == (job.pruning.repair == "asr")
+        assert ("pruning.compensation" in trial.params) == (job.pruning.repair == "none")
+        assert not job.pruning.compensation or job.pruning.repair == "none"
         assert ("pruning.mac_aware.beta" in trial.params) == (job.pruning.criterion == "mac_aware")
         assert ("pruning.mac_aware.alpha" in trial.params) == (
             job.pruning.criterion == "mac_aware" and job.pruning.mac_aware.mode == "additive")

@@ -1,6 +1,7 @@
 import optuna
 import pytest
 
+from prunetune.errors import ConfigError
 from prunetune.spaces import Choice, FloatRange, IntRange, build_search
 from prunetune.spaces.distributions import is_distribution, parse_distribution
 
@@ -42,7 +43,7 @@ def test_exponents_that_pyyaml_reads_as_strings_are_numbers():
         ({"int": [1.5, 3]}, "int needs whole-number bounds, got [1.5, 3]"),
         ({"float": [0.3, 0.82], "step": 0.05}, "end it at 0.8 or 0.85"),
         ({"float": [0.1, 1.0], "step": 0.1, "log": True}, "takes step or log: true, not both"),
-        ({"uniform": ["low", 1]}, "uniform bounds must be numbers, got ['low', 1]"),
+        ({"uniform": ["low", 1]}, "uniform bounds must be finite numbers, got ['low', 1]"),
         ({"uniform": [0, 1], "choice": [1]},
          "exactly one of choice, uniform, loguniform, int, float; found uniform, choice"),
     ],
@@ -52,6 +53,21 @@ def test_malformed_distribution_is_named_with_its_bad_value(spec, message):
     assert distribution is None
     assert [path for path, _ in problems] == ["search.space.recovery.kd_alpha"]
     assert message in problems[0][1]
+
+
+@pytest.mark.parametrize("values", [[1.0, float("inf")], [float("nan")], [[0.1, float("-inf")]], [{"a": float("nan")}]])
+def test_a_choice_holding_inf_or_nan_is_refused_naming_the_entry(values):
+    # JSON has no inf: .inf in a choice came back from the saved space as null.
+    distribution, problems = parse_distribution({"choice": values}, "search.space.recovery.kd_temperature")
+    assert distribution is None
+    ((path, message),) = problems
+    assert path == "search.space.recovery.kd_temperature" and message.startswith("choice values must be finite numbers")
+
+
+def test_a_choice_of_inf_in_a_job_is_refused_by_load_search():
+    with pytest.raises(ConfigError, match=r"search.space.recovery.kd_temperature: choice values must be finite "
+                                          r"numbers, got inf in \[1.0, inf\]"):
+        build_search({"search": {"space": {"recovery.kd_temperature": {"choice": [1.0, float("inf")]}}}})
 
 
 def test_a_mapping_is_a_distribution_only_with_one_kind_key_and_its_options():

@@ -152,3 +152,12 @@ def test_ray_optuna_search_passes_dotted_names_through_unchanged(searched):
     params = searcher.suggest("trial_0")
     assert set(params) >= {"pruning.criterion", "recovery.lr", "pruning.schedule.targets"}
     assert isinstance(space.apply(config, params), JobConfig)
+
+
+def test_a_job_with_a_teacher_section_searches_inside_it_and_beside_it():
+    # recovery.teacher is an optional section (TeacherConfig | None): its fields are leaves too.
+    teacher = {"name": "tiny_resnet", "checkpoint": "t.pt", "kwargs": {"choice": [{"width": 8}, {"width": 16}]}}
+    job, space = build_search({"recovery": {"teacher": teacher, "kd_alpha": {"choice": [0.3, 0.6]}}})
+    assert job.recovery.teacher.checkpoint == "t.pt" and job.recovery.teacher.kwargs == {}
+    assert sorted(space.names()) == ["recovery.kd_alpha", "recovery.teacher.kwargs"]
+    assert build_search({"recovery": {"teacher": None}})[0].recovery.teacher is None
