@@ -368,7 +368,7 @@ def show_config(config: ConfigArg, overrides: OverridesArg = None) -> None:
 @user_facing
 def reference() -> None:
     """Print the config reference (every field, type, default and meaning) as Markdown."""
-    from prunetune.config import reference_markdown
+    from prunetune.reference import reference_markdown
 
     out.print(reference_markdown(), end="", highlight=False, markup=False, soft_wrap=True)
 

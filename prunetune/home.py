@@ -1,8 +1,13 @@
-"""Where a search lives: its home folder (search.json, space.pkl, study, results) and Ray's experiment.
+"""Where a search lives: its home folder (search.json, study, results, driver.json) and Ray's experiment.
 
 With a local ``storage.root`` the home is ``<root>/<NAME>``, which is also Ray's
 experiment folder; with a URI root (``s3://...``) Ray writes there and the home stays
 local under ``.prunetune/searches/<NAME>``.
+
+``search.json`` holds the job, whose ``search.space`` is the space as data (the canonical
+entries ``load_search`` wrote): ``build_search`` rebuilds the space from it, so reading a
+search never unpickles anything. Homes of prunetune before that kept ``space.pkl`` and are
+refused (a pickle runs code when loaded).
 
 Both the search (which writes these files) and ``results/`` (which reads them) import
 this module, so it imports neither of them, nor torch, Ray or Optuna.
@@ -11,14 +16,14 @@ this module, so it imports neither of them, nor torch, Ray or Optuna.
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyarrow import fs as pafs
 
 from prunetune.config import JobConfig
-from prunetune.errors import UserError
+from prunetune.errors import ConfigError, UserError
+from prunetune.spaces import build_search
 
 STORE_NAME = "results.parquet"  # the results store in the home folder (results/store.py)
 CHECKPOINT_MODEL = "model.pt"  # the pruned model inside each kept step's checkpoint folder
@@ -60,12 +65,29 @@ class SearchHome:
         return experiment_path(self.root, self.name)
 
 
+SEARCH_FORMAT = 2  # search.json's "format": 2 keeps the space as data (no space.pkl)
+
+
 def open_home(name: str, root: str = "runs") -> SearchHome:
     """The saved job, space and metadata of the search ``name`` under ``root``."""
     root = absolute_root(root)
     home = search_home(root, name)
-    if not (home / "search.json").exists():
-        raise UserError(f"no search named {name!r} under {root} (looked for {home / 'search.json'})")
-    meta = json.loads((home / "search.json").read_text())
-    return SearchHome(name, root, home, JobConfig.from_dict(meta["job"]),
-                      pickle.loads((home / "space.pkl").read_bytes()), meta)
+    meta_file = home / "search.json"
+    if not meta_file.exists():
+        raise UserError(f"no search named {name!r} under {root} (looked for {meta_file})")
+    try:
+        meta = json.loads(meta_file.read_text())
+        job = meta["job"] if isinstance(meta, dict) else None
+        if not isinstance(job, dict) or not isinstance(meta.get("num_samples"), int):
+            raise ValueError("no job or num_samples")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{meta_file} is damaged ({error}); it holds the search's job and space: restore it "
+                        "from a backup, or start a new search under another --name") from None
+    if meta.get("format") != SEARCH_FORMAT:
+        raise UserError(f"{home} was made by an older prunetune (its space is a pickle, space.pkl, which this "
+                        "version never loads: loading a pickle runs code); start the search again with this version")
+    try:
+        config, space = build_search(job)
+    except ConfigError as error:
+        raise UserError(f"{meta_file}: the saved job no longer validates ({error})") from None
+    return SearchHome(name, root, home, config, space, meta)

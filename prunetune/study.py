@@ -15,22 +15,49 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.trial import TrialState
 
+from prunetune.errors import UserError
 from prunetune.objectives import Objective
 
 RAY_ID = "ray_trial_id"  # the user attribute holding a trial's Ray id
 
 
-def study_storage(url: str | None, home: Path) -> optuna.storages.RDBStorage:
-    return optuna.storages.RDBStorage(url or f"sqlite:///{(home / 'study.db').resolve()}")
+STUDY_FILE = "study.db"  # the default study storage, in the search's home
+
+
+def study_storage(url: str | None, home: Path, create: bool = False) -> optuna.storages.RDBStorage:
+    """The study's storage; without ``create`` a missing or damaged default file is a ``UserError``.
+
+    Only a new search creates it: an RDBStorage on a missing SQLite file would make an
+    empty one, and the search would then start over as if no trial had run.
+    """
+    path = (home / STUDY_FILE).resolve()
+    if url is None and not create and not path.is_file():
+        raise UserError(f"{path} is missing: the study (which trials ran and finished) is lost; restore it from a "
+                        "backup, or start a new search under another --name (`prunetune pareto` still reads the "
+                        "results store)")
+    try:
+        return optuna.storages.RDBStorage(url or f"sqlite:///{path}")
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        where = url if url else str(path)
+        raise UserError(f"{where}: the study storage cannot be opened ({str(error).splitlines()[0]}); restore it "
+                        "from a backup, or start a new search under another --name") from None
 
 
 def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Objective,
-               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+               sampler: optuna.samplers.BaseSampler | None = None, create: bool = False) -> optuna.Study:
+    """The search's study; only a new search (``create``) makes one, any other caller needs it to exist."""
     directions = ["maximize" if mode == "max" else "minimize" for mode in objective.modes]
-    study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler,
-                                load_if_exists=True)
+    try:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler) \
+            if create else optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except (KeyError, optuna.exceptions.DuplicatedStudyError):
+        problem = "already holds" if create else "holds no"
+        raise UserError(f"{storage.url}: the study storage {problem} study named {name!r}; "
+                        + ("choose another --name" if create else "restore the study from a backup, or start a "
+                           "new search under another --name")) from None
     with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use; not the user's concern
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(objective.labels))
@@ -66,6 +93,16 @@ class TrialNumbers:
 
 def error_key(number: int) -> str:
     return f"trial_{number}_error"
+
+
+def steps_key(number: int) -> str:
+    return f"trial_{number}_steps"  # a study attribute: the steps trial ``number`` has reported
+
+
+def reported_steps(study: optuna.Study) -> dict[int, int]:
+    """Trial number -> how many steps it reported, as the results recorder counted them."""
+    return {int(key.split("_")[1]): int(value) for key, value in study.user_attrs.items()
+            if key.startswith("trial_") and key.endswith("_steps")}
 
 
 def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:

@@ -1,7 +1,9 @@
 import pytest
 import yaml
 
-from prunetune.config import JobConfig, apply_overrides, load_config, reference, validate_config
+from prunetune.config import JobConfig, apply_overrides, load_config, validate_config
+
+from prunetune.reference import reference
 from prunetune.errors import ConfigError
 from prunetune.spaces.schema import get_path
 
@@ -225,7 +227,7 @@ def test_config_objects_are_frozen():
 def test_docs_config_reference_is_current():
     from pathlib import Path
 
-    from prunetune.config import reference_markdown
+    from prunetune.reference import reference_markdown
 
     committed = (Path(__file__).parents[1] / "docs" / "config-reference.md").read_text()
     assert committed == reference_markdown(), "run: prunetune reference > docs/config-reference.md"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from prunetune.cli import app
-from prunetune.config import reference
+from prunetune.reference import reference
 from prunetune.spaces.schema import ConfigFields, get_path
 
 runner = CliRunner()

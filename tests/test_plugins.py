@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 import pytest
 
 from prunetune.cli import app
-from prunetune.config import load_config, reference_markdown
+from prunetune.config import load_config
+from prunetune.reference import reference_markdown
 from prunetune.objectives import ACCURACY, Goal, Objective, register_objective
 from prunetune.pipeline import run
 from prunetune.pruning import Criterion

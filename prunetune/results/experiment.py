@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +14,8 @@ from pyarrow import fs as pafs
 from prunetune.errors import UserError
 from prunetune.home import CHECKPOINT_MODEL, STORE_NAME, SearchHome, is_uri, open_home
 from prunetune.objectives import OBJECTIVES
-from prunetune.results.store import Store, read_store, rows_from_experiment
-from prunetune.study import open_study, study_storage, trial_numbers
+from prunetune.results.store import DamagedStoreError, Store, journal_path, read_store, rows_from_experiment, set_aside
+from prunetune.study import open_study, reported_steps, study_storage, trial_numbers
 
 
 def open_search(experiment: str | Path, root: str = "runs") -> SearchHome:
@@ -31,22 +32,43 @@ def open_search_study(saved: SearchHome):
 
 
 def rebuild(saved: SearchHome) -> pd.DataFrame:
-    """Rewrite ``results.parquet`` from Ray's trial folders (``result.json`` / ``params.json``)."""
-    if is_uri(saved.root):
-        raise UserError(f"{saved.name}: the results store is missing and the experiment is at {saved.experiment}; "
-                        "rebuilding reads local trial folders: copy the experiment to a local folder first")
-    if not Path(saved.experiment).is_dir():
-        raise UserError(f"{saved.name}: neither {saved.home / STORE_NAME} nor Ray's experiment folder "
-                        f"{saved.experiment} exists")
-    numbers = trial_numbers(open_search_study(saved))
-    store = Store(saved.home / STORE_NAME)  # a journal's rows, when only the journal survived
-    store.merge(rows_from_experiment(Path(saved.experiment), saved.name, saved.job, saved.space, numbers.get))
+    """Rewrite ``results.parquet`` from its journal and Ray's trial folders; warn about what is lost."""
+    journal = journal_path(saved.home / STORE_NAME)
+    experiment = Path(saved.experiment)
+    ray_folders = not is_uri(saved.root) and experiment.is_dir()
+    if not journal.is_file() and not ray_folders:
+        where = f"the experiment is at {saved.experiment}: copy it to a local folder" if is_uri(saved.root) else \
+            f"nor Ray's experiment folder {saved.experiment} exists"
+        raise UserError(f"{saved.name}: neither {saved.home / STORE_NAME} nor {journal.name} {where}")
+    study = open_search_study(saved)
+    numbers = trial_numbers(study)
+    store = Store(saved.home / STORE_NAME)  # the journal's rows: every row the driver received
+    if ray_folders:
+        store.merge(rows_from_experiment(experiment, saved.name, saved.job, saved.space, numbers.get))
     store.write()
-    return store.frame()
+    frame = store.frame()
+    _warn_lost(saved, frame, reported_steps(study))
+    return frame
+
+
+def _warn_lost(saved: SearchHome, frame: pd.DataFrame, reported: dict[int, int]) -> None:
+    found = frame.groupby("trial")["step"].nunique().to_dict() if not frame.empty else {}
+    short = {number: (int(found.get(number, 0)), count) for number, count in reported.items()
+             if found.get(number, 0) < count}
+    message = (f"rebuilt {saved.home / STORE_NAME} from {journal_path(saved.home / STORE_NAME).name} and Ray's "
+               f"trial folders: {len(frame)} rows")
+    if short:
+        lost = ", ".join(f"trial {number}: {have} of {count}" for number, (have, count) in sorted(short.items()))
+        message += f", fewer steps than the study recorded ({lost}): those steps are lost"
+    warnings.warn(message, stacklevel=3)
 
 
 def load(experiment: str | Path, root: str = "runs") -> pd.DataFrame:
-    """Every (trial, step) row of a search: a name under ``root``, its home folder, or a .parquet file."""
+    """Every (trial, step) row of a search: a name under ``root``, its home folder, or a .parquet file.
+
+    A search's damaged store is set aside and rebuilt; a bare .parquet file has no journal
+    home to rebuild from, so its damage is a ``UserError``.
+    """
     path = Path(experiment)
     if path.suffix == ".parquet":
         if not path.is_file():
@@ -54,7 +76,12 @@ def load(experiment: str | Path, root: str = "runs") -> pd.DataFrame:
         return read_store(path)
     saved = open_search(experiment, root)
     store = saved.home / STORE_NAME
-    return read_store(store) if store.is_file() else rebuild(saved)
+    if store.is_file():
+        try:
+            return read_store(store)
+        except DamagedStoreError as damaged:
+            set_aside(damaged)
+    return rebuild(saved)
 
 
 def find_row(df: pd.DataFrame, trial: int, step: int) -> pd.Series:

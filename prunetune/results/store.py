@@ -12,17 +12,22 @@ reader that opens it once (``read_store``, ``results.load``; ``pd.read_parquet(p
 twice) sees the previous file or the next, never a torn one. A rewrite costs ~0.05 s at a
 few hundred rows and ~0.6 s at ten thousand, and the driver that writes it also handles
 every trial's results, so the store rewrites at once only when its rewrites have taken at
-most ``write_share`` of the time since the last one. Until then each new row is appended to
-a journal next to it (``results.journal.jsonl``, one JSON line per row, emptied by the next
-rewrite), which ``read_store`` and a restarted driver read too: a killed driver loses at most
-the line being appended. ``rows_from_experiment`` rebuilds the rows from Ray's per-trial
-``result.json`` files when the file is lost (Ray copies those to storage only now and then,
-so after a hard kill they can be older than the store).
+most ``write_share`` of the time since the last one.
+
+Every row is also appended to a journal next to it (``results.journal.jsonl``, one JSON line
+per row, fsynced) before it counts as stored, and the journal is never emptied: it is the
+durable copy, the Parquet file the fast one. The file records in its metadata how much of
+the journal it holds, so ``read_store`` and a restarted driver read only the journal's tail;
+a killed driver loses at most the line being appended, and a lost or damaged file is rebuilt
+from the whole journal (``results/experiment.py``). ``rows_from_experiment`` adds the rows of
+Ray's per-trial ``result.json`` files (Ray copies those to storage only now and then, so
+after a hard kill they can be older than the journal).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -30,12 +35,24 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from prunetune.config import JobConfig
+from prunetune.errors import UserError
 from prunetune.io import write_atomic
 from prunetune.step_row import ROW_COLUMNS
 
-JOURNAL_SUFFIX = ".journal.jsonl"  # results.journal.jsonl: rows not yet in the Parquet file
+JOURNAL_SUFFIX = ".journal.jsonl"  # results.journal.jsonl: every row, appended as it arrives
+JOURNAL_END = b"prunetune.journal_end"  # Parquet metadata: the journal bytes and lines the file holds
+
+
+class DamagedStoreError(UserError):
+    """The Parquet file is not one (truncated, garbage, empty): set it aside and rebuild."""
+
+    def __init__(self, path: Path, reason: str, inode: int | None) -> None:
+        super().__init__(f"{path} is damaged ({reason}); `prunetune status NAME` sets it aside and rebuilds it")
+        self.path, self.reason, self.inode = Path(path), reason, inode
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
@@ -79,9 +96,15 @@ class Store:
         self.path = Path(path)
         self.journal = journal_path(self.path)
         self.write_share = write_share
-        rows = read_store(self.path).to_dict("records") if self.path.is_file() or self.journal.is_file() else []
+        try:
+            frame, tail = read_parts(self.path)
+        except DamagedStoreError as damaged:
+            set_aside(damaged)  # its rows are all in the journal
+            frame, tail = pd.DataFrame(), read_journal(self.path)
+        rows = frame.to_dict("records") + tail
         self.rows: dict[tuple[str, int], dict[str, Any]] = {row_key(row): row for row in rows}
-        self.unwritten = self.journal.is_file()  # a journal left by a driver that stopped: fold it in
+        self.unwritten = bool(tail) or (bool(rows) and not self.path.is_file())
+        self.journal_end = _journal_end(self.journal)  # (bytes, lines) of the journal
         self.next_write = 0.0  # time.monotonic() from which a rewrite is due
 
     # Ray pickles callbacks into its experiment state and unpickles them on resume: the
@@ -93,16 +116,30 @@ class Store:
         self.__init__(state["path"], state["write_share"])
 
     def put(self, row: dict[str, Any]) -> None:
+        self._append([row])
         self.rows[row_key(row)] = row
         self.unwritten = True
-        if self.write_if_due():
+        self.write_if_due()
+
+    def _append(self, rows: list[dict[str, Any]]) -> None:
+        # fsync per row: a row Ray handed the driver is on disk before the driver moves on
+        # (bench/store_writes.py times it), so a SIGKILL or power loss loses no reported step.
+        if not rows:
             return
-        with self.journal.open("a") as journal:  # the folder exists: a store's first put always rewrites
-            journal.write(json.dumps(row, default=_plain) + "\n")
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(row, default=_plain) + "\n" for row in rows).encode()
+        with self.journal.open("ab") as journal:
+            if journal.tell() < self.journal_end[0]:
+                self.journal_end = (0, 0)  # the journal was replaced or cut: the next rewrite reads it all
+            journal.write(text)
+            journal.flush()
+            os.fsync(journal.fileno())
+            self.journal_end = (journal.tell(), self.journal_end[1] + len(rows))
 
     def merge(self, rows: list[dict[str, Any]]) -> int:
         """Add the rows whose (trial, step) the store lacks; returns how many were added."""
         missing = [row for row in rows if row_key(row) not in self.rows]
+        self._append(missing)
         for row in missing:
             self.rows[row_key(row)] = row
         self.unwritten = self.unwritten or bool(missing)
@@ -123,10 +160,11 @@ class Store:
 
     def write(self) -> None:
         started = time.monotonic()
-        frame = self.frame()
+        table = pa.Table.from_pandas(self.frame(), preserve_index=False)
+        end = f"{self.journal_end[0]} {self.journal_end[1]}".encode()
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), JOURNAL_END: end})
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.path, lambda target: frame.to_parquet(target, index=False))
-        self.journal.unlink(missing_ok=True)  # after the rename: every journal row is in the file now
+        write_atomic(self.path, lambda target: pq.write_table(table, target))
         self.unwritten = False
         spent = time.monotonic() - started
         self.next_write = started + spent / self.write_share
@@ -153,14 +191,19 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} to the results journal")
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
+def read_journal(path: Path, start: tuple[int, int] = (0, 0)) -> list[dict[str, Any]]:
+    """The journal's rows from byte ``start[0]`` on (line ``start[1] + 1``), the file's tail."""
     journal = journal_path(path)
     try:
-        lines = journal.read_text().splitlines()
+        with journal.open("rb") as file:
+            if file.seek(0, os.SEEK_END) < start[0]:
+                start = (0, 0)  # shorter than the file says: not the journal it was written with
+            file.seek(start[0])
+            lines = file.read().decode(errors="replace").splitlines()
     except FileNotFoundError:
         return []
     rows = []
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=start[1] + 1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -172,6 +215,18 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
             continue
         rows.append(row)
     return rows
+
+
+def _journal_end(journal: Path) -> tuple[int, int]:
+    try:
+        data = journal.read_bytes()
+    except FileNotFoundError:
+        return 0, 0
+    if data and not data.endswith(b"\n"):  # a line a kill cut short: the next row starts a new line
+        with journal.open("ab") as file:
+            file.write(b"\n")
+        data += b"\n"
+    return len(data), data.count(b"\n")
 
 
 def _not_a_row(row: Any) -> str | None:
@@ -186,27 +241,50 @@ def _not_a_row(row: Any) -> str | None:
 
 
 def read_store(path: Path) -> pd.DataFrame:
-    """The store's rows: the Parquet file, read through one open file, plus its journal.
+    """The store's rows: the Parquet file, read through one open file, plus its journal's tail."""
+    frame, tail = read_parts(path)
+    if not tail:
+        return frame
+    rows = {row_key(row): row for row in frame.to_dict("records")}
+    rows.update({row_key(row): row for row in tail})
+    return order_rows(pd.DataFrame(list(rows.values())))
+
+
+def read_parts(path: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The Parquet file's rows and the journal rows after those it holds.
 
     pyarrow's path reader opens a file more than once (footer, then pages); if the writer
     renames a new file in between, it mixes two files and fails ("Page was smaller than
-    expected"). One descriptor keeps the file it opened, whatever is renamed over the path.
-    The journal is read first: rows leave it only after the rewritten file holding them is
-    in place, so a reader never sees fewer rows than a reader before it.
+    expected"). One descriptor keeps the file it opened, whatever is renamed over the path,
+    and its metadata names the journal end it holds, so the tail read next completes it.
+    A file that is not Parquet raises ``DamagedStoreError``; a missing one means the journal.
     """
-    pending = read_journal(path)
     try:
         with open(path, "rb") as file:
-            frame = pd.read_parquet(file)
+            inode = os.fstat(file.fileno()).st_ino
+            try:
+                table = pq.ParquetFile(file).read()
+            except (pa.ArrowException, OSError) as error:
+                raise DamagedStoreError(path, str(error).split(". ")[0], inode) from None
     except FileNotFoundError:
-        if not pending:
-            raise
-        frame = pd.DataFrame()
-    if not pending:
-        return frame
-    rows = {row_key(row): row for row in frame.to_dict("records")}
-    rows.update({row_key(row): row for row in pending})
-    return order_rows(pd.DataFrame(list(rows.values())))
+        return pd.DataFrame(), read_journal(path)
+    end = (table.schema.metadata or {}).get(JOURNAL_END)
+    # A file without the mark predates the append-only journal, which then held only its tail.
+    start = tuple(int(part) for part in end.split()) if end else (0, 0)
+    return table.to_pandas(), read_journal(path, start)
+
+
+def set_aside(damaged: DamagedStoreError) -> Path | None:
+    """Rename a damaged store to ``results.parquet.damaged-<time>`` and say so; None if it changed since."""
+    try:
+        if os.stat(damaged.path).st_ino != damaged.inode:
+            return None  # the driver replaced it with a whole file since it was read
+        target = damaged.path.with_name(f"{damaged.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(damaged.path, target)
+    except FileNotFoundError:
+        return None
+    warnings.warn(f"{damaged.path} is damaged ({damaged.reason}); set it aside as {target.name}", stacklevel=2)
+    return target
 
 
 def rows_from_experiment(experiment_dir: Path, experiment: str, job: JobConfig, space,

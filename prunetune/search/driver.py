@@ -25,7 +25,7 @@ from prunetune.errors import UserError
 from prunetune.home import absolute_root, experiment_exists, experiment_path, open_home, search_home
 from prunetune.objectives import OBJECTIVES
 from prunetune.samplers import make_sampler
-from prunetune.search.recording import ErrorRecorder, ProgressPrinter, ResultsRecorder
+from prunetune.search.recording import ErrorRecorder, ProgressPrinter, ResultsRecorder, trial_tracebacks_unprinted
 from prunetune.search.searcher import StudySearch
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces.schema import refuse_unsearchable
@@ -54,6 +54,23 @@ def _init_ray(address: str | None) -> None:
     except ConnectionError as error:
         raise UserError(f"--address {address}: cannot join the Ray cluster ({error}); "
                         "start one with `ray start --head`") from None
+
+
+def refuse_unfit_resources(search) -> None:
+    """A ``UserError`` when no node of the Ray cluster can hold one trial.
+
+    Ray would wait forever ("No available node types can fulfill resource request").
+    Checked against the nodes alive now: an autoscaling cluster that would add a larger
+    node is refused too (set the per-trial resources to what its nodes have).
+    """
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    for field, key in (("cpus_per_trial", "CPU"), ("gpus_per_trial", "GPU")):
+        asked = getattr(search, field)
+        largest = max((node.get(key, 0.0) for node in nodes), default=0.0)
+        if asked > largest:
+            has = f"its largest node has {largest:g}" if largest else "it has none"
+            raise UserError(f"search.{field}: {asked:g} {key} per trial, but no node of the Ray cluster can give "
+                            f"that ({has}); allowed: at most {largest:g}")
 
 
 def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes]):
@@ -86,12 +103,13 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         raise UserError(f"a search named {name!r} already exists under {root}; resume it with "
                         f"`prunetune resume {name}` or choose another --name")
     num_samples = num_samples or config.search.num_samples
+    _init_ray(address)  # before the baseline and the home: a refused search leaves nothing behind
+    refuse_unfit_resources(config.search)
     baseline = prepare_baseline(config, on_epoch)  # once, on the driver
     home.mkdir(parents=True, exist_ok=True)
     (home / "space.pkl").write_bytes(pickle.dumps(space))
     (home / "search.json").write_text(json.dumps({"name": name, "job": config.to_dict(), "num_samples": num_samples,
                                                   "baseline": str(baseline.directory)}, indent=2))
-    _init_ray(address)
     study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
                                               baseline_files(baseline.directory))
     tuner = tune.Tuner(
@@ -103,9 +121,10 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
                                   callbacks=[ErrorRecorder(study), ResultsRecorder(home, name, root, config, space, study),
-                                             *([ProgressPrinter(study)] if verbose else [])]),
+                                             *([ProgressPrinter(study, root)] if verbose else [])]),
     )
-    tuner.fit()
+    with trial_tracebacks_unprinted():
+        tuner.fit()
     return SearchOutcome(name, home, summarise(study), num_samples)
 
 
@@ -124,12 +143,14 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
                if t.state.name == "FAIL" and not t.user_attrs.get("stale")] if resume_errored else []
     study.set_user_attr("expected_resumes", len(errored))
     _init_ray(address)
+    refuse_unfit_resources(config.search)
     files = {p.name: p.read_bytes() for p in Path(meta["baseline"]).iterdir() if p.is_file()} \
         if Path(meta["baseline"]).exists() else {}
     _, _, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
-    tuner.fit()
+    with trial_tracebacks_unprinted():
+        tuner.fit()
     return SearchOutcome(name, home, summarise(study), meta["num_samples"])
 
 

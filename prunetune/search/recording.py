@@ -6,6 +6,9 @@ wherever the trial ran (a remote node's files may never reach the driver's disk)
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ray import tune
@@ -14,6 +17,44 @@ from prunetune.config import JobConfig
 from prunetune.home import STORE_NAME, experiment_path, is_uri
 from prunetune.results.store import Store, make_row, rows_from_experiment
 from prunetune.study import TrialNumbers, error_key, trial_number, trial_numbers
+
+
+def trial_error(trial) -> str:
+    """The failed trial's error as Ray wrote it (its traceback), from the driver's copy."""
+    path = Path(trial.error_file) if trial.error_file else None
+    return path.read_text() if path is not None and path.exists() else "trial raised (no message recorded)"
+
+
+def error_reason(error: str) -> str:
+    """The one line that says why: the exception's own, last in Ray's traceback text."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def error_location(trial, root: str) -> str:
+    """Where the trial's traceback lasts: ``error.txt`` in its folder of the experiment."""
+    scheme = root.split("://", 1)[0] + "://" if is_uri(root) else ""
+    name = Path(trial.error_file).name if trial.error_file else "error.txt"
+    return f"{scheme}{trial.path}/{name}"
+
+
+@contextmanager
+def trial_tracebacks_unprinted() -> Iterator[None]:
+    """Ray's own print of each failed trial's traceback off while a search runs.
+
+    Ray 2.60's controller logs ~45 lines per failure ("Trial task failed for trial ...") unless
+    ``TUNE_PRINT_ALL_TRIAL_ERRORS`` is 0 (a documented Tune variable, read when ``fit``
+    builds the controller); the traceback still goes to the trial's ``error.txt``.
+    """
+    before = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
+        else:
+            os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = before
 
 
 class ErrorRecorder(tune.Callback):
@@ -27,8 +68,7 @@ class ErrorRecorder(tune.Callback):
         self.study = study
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        path = Path(trial.error_file) if trial.error_file else None
-        message = path.read_text() if path is not None and path.exists() else "trial raised (no message recorded)"
+        message = trial_error(trial)
         number = trial_number(self.study, trial.trial_id)
         if number is not None:
             self.study.set_user_attr(error_key(number), message[-2000:])
@@ -93,8 +133,11 @@ class ProgressPrinter(tune.Callback):
 
     # Prints through the builtin looked up at call time: Ray pickles callbacks into its
     # experiment state and may have replaced builtins.print, so a stored reference fails to pickle.
-    def __init__(self, study) -> None:
+    root = ""  # a printer pickled in an older search's experiment state has none
+
+    def __init__(self, study, root: str) -> None:
         self.number = TrialNumbers(study)
+        self.root = root
 
     def _label(self, trial) -> str:
         number = self.number(trial.trial_id)
@@ -112,4 +155,6 @@ class ProgressPrinter(tune.Callback):
         print(f"{self._label(trial)} finished")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        print(f"{self._label(trial)} FAILED (see `prunetune status`)")
+        # One line, not Ray's traceback (the driver sets TUNE_PRINT_ALL_TRIAL_ERRORS=0); it stays in the file.
+        print(f"{self._label(trial)} failed: {error_reason(trial_error(trial))} "
+              f"(traceback: {error_location(trial, self.root)})")

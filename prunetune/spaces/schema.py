@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
-from prunetune.config import BASELINE_FIELDS, JobConfig, reference
+from prunetune.config import BASELINE_FIELDS, JobConfig
+
+from prunetune.reference import reference
 from prunetune.errors import ConfigError, UnknownNameError
 
 # The one list of fields no trial may vary, by top-level name, and why: every trial prunes

@@ -102,3 +102,28 @@ def test_a_trial_whose_last_cut_falls_below_the_threshold_still_reports_its_fina
     assert final["macs"] == rows.iloc[0]["macs"] and final["checkpoint"]
     model = load_pruned(Path(final["checkpoint"]) / CHECKPOINT_MODEL).model
     assert sum(p.numel() for p in model.parameters()) == final["params"]
+
+
+@pytest.mark.timeout(120)  # Ray used to wait forever for a node that can hold the trial
+@pytest.mark.parametrize("override, message", [
+    ("search.cpus_per_trial=64", r"search.cpus_per_trial: 64 CPU per trial, .*its largest node has 2\)"),
+    ("search.gpus_per_trial=1", r"search.gpus_per_trial: 1 GPU per trial, .*it has none\)"),
+])
+def test_a_trial_no_node_can_hold_is_refused_before_the_search_starts(ray_session, search_job, override, message):
+    job, space = load_search(search_job("too-big", trials=1), [override])
+    with pytest.raises(UserError, match=message):
+        run_search(job, space, verbose=0)
+    assert not (Path(job.storage.root) / "too-big").exists()  # nothing left: the same name can run once fixed
+
+
+def test_a_failed_trial_prints_one_line_and_where_its_traceback_is(ray_session, search_job, capfd, caplog):
+    job, space = load_search(search_job("one-line", trials=1), ["pruning.scope={choice: [expand]}",
+                                                                 "search.max_retries=0"])
+    run_search(job, space, num_samples=1, verbose=1)
+    printed = capfd.readouterr()
+    output = printed.out + printed.err + caplog.text  # Ray logs through its loggers, prints to the terminal
+    lines = [line for line in output.splitlines() if line.startswith("trial 0 failed: ")]
+    assert len(lines) == 1 and "no prunable channels in scope 'expand'" in lines[0]
+    error_file = Path(lines[0].rsplit("(traceback: ", 1)[1].rstrip(")"))
+    assert error_file.is_file() and 'File "' in error_file.read_text() and "expand" in error_file.read_text()
+    assert 'File "' not in output and "Trial task failed" not in output
