@@ -225,13 +225,22 @@ def status(
 def _print_outcome(outcome, final: bool = True) -> None:
     from prunetune.results import front_table, load, pareto_front
     from prunetune.home import STORE_NAME
+    from prunetune.results.store import journal_path
 
     summary = outcome.summary
+    driver = outcome.driver
+    # A driver that is gone runs nothing: its RUNNING trials stop being so on the next resume.
+    if driver is not None and driver.alive:
+        running = f"{summary.running} running"
+    elif driver is not None:
+        running = f"{summary.running} interrupted, {driver.describe()}"
+    else:
+        running = f"{summary.running} interrupted" if summary.running else "0 running"
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
-              f"step, {summary.no_feasible_step} without), {summary.failed} failed, {summary.running} running",
-              highlight=False)
+              f"step, {summary.no_feasible_step} without), {summary.failed} failed, {running}",
+              highlight=False, markup=False)
     store = outcome.home / STORE_NAME
-    rows = load(store) if store.is_file() else None
+    rows = load(outcome.home) if store.is_file() or journal_path(store).is_file() else None
     if rows is not None and not rows.empty:
         front = front_table(pareto_front(rows))
         _print_table(front, f"Pareto front over every trial's steps: {len(front)} of {len(rows)} steps")

@@ -16,6 +16,9 @@ this module, so it imports neither of them, nor torch, Ray or Optuna.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from pyarrow import fs as pafs
 
 from prunetune.config import JobConfig
 from prunetune.errors import ConfigError, UserError
+from prunetune.io import write_atomic
 from prunetune.spaces import build_search
 
 STORE_NAME = "results.parquet"  # the results store in the home folder (results/store.py)
@@ -91,3 +95,49 @@ def open_home(name: str, root: str = "runs") -> SearchHome:
     except ConfigError as error:
         raise UserError(f"{meta_file}: the saved job no longer validates ({error})") from None
     return SearchHome(name, root, home, config, space, meta)
+
+
+DRIVER_FILE = "driver.json"  # the running driver's pid, host and heartbeat
+BEAT_SECONDS = 10.0  # how often a driver refreshes its heartbeat
+GONE_AFTER = 6 * BEAT_SECONDS  # a driver on another host silent this long is taken for gone
+
+
+@dataclass(frozen=True)
+class DriverState:
+    pid: int
+    host: str
+    last_seen: float
+    alive: bool
+
+    def describe(self) -> str:
+        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.last_seen))
+        return f"driver {'running' if self.alive else 'gone'} (pid {self.pid} on {self.host}, last seen {seen})"
+
+
+def beat(home: Path, ended: bool = False) -> None:
+    """Record that this process drives the search in ``home`` (``ended``: it stopped cleanly)."""
+    if ended:
+        (home / DRIVER_FILE).unlink(missing_ok=True)
+        return
+    state = {"pid": os.getpid(), "host": socket.gethostname(), "last_seen": time.time()}
+    write_atomic(home / DRIVER_FILE, lambda path: path.write_text(json.dumps(state)))
+
+
+def driver_state(home: Path) -> DriverState | None:
+    """The driver that last beat in ``home``; None when none runs (or it stopped cleanly)."""
+    try:
+        state = json.loads((home / DRIVER_FILE).read_text())
+        pid, host, seen = int(state["pid"]), str(state["host"]), float(state["last_seen"])
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        return DriverState(0, "unknown host", 0.0, False)  # a driver killed mid-write leaves no whole file
+    if host != socket.gethostname():
+        return DriverState(pid, host, seen, time.time() - seen < GONE_AFTER)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return DriverState(pid, host, seen, False)
+    except PermissionError:
+        pass  # someone else's process has the pid: alive, as far as this user can tell
+    return DriverState(pid, host, seen, True)  # a long step can outlast a beat: the pid decides here

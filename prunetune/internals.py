@@ -51,3 +51,47 @@ def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
     from optuna._hypervolume import compute_hypervolume
 
     return float(compute_hypervolume(losses, reference, assume_pareto=False))
+
+
+def repoint_restored_tuner(tuner: Any, search_alg: Any, callbacks: list) -> None:
+    """Give a restored Tuner the searcher and callbacks built from the home the user named.
+
+    Ray 2.60.0: ``Tuner.restore`` unpickles ``TuneConfig`` (its ``search_alg``) and
+    ``RunConfig`` (its ``callbacks``) from ``tuner.pkl`` (``TunerInternal._load_tuner_state``)
+    and takes only a new trainable and param space; those pickles name the study and the
+    store where the search started, so a moved home would write to the old paths.
+    """
+    local = tuner._local_tuner
+    local._tune_config.search_alg = search_alg
+    local._run_config.callbacks = callbacks
+
+
+OPTUNA_SEARCH_STUDY = ("_storage", "_ot_study")  # OptunaSearch's attributes that hold the study
+
+
+def searcher_state(searcher: Any) -> dict:
+    """An ``OptunaSearch``'s state to pickle, without its study and storage.
+
+    Ray 2.60.0: ``OptunaSearch.save`` pickles ``__dict__`` whole and ``restore`` updates
+    ``__dict__`` from it; an ``RDBStorage`` connects to its database when unpickled, so a
+    pickled study names (and needs) the home where the search started.
+    """
+    return {key: value for key, value in searcher.__dict__.items() if key not in OPTUNA_SEARCH_STUDY}
+
+
+def restore_searcher_state(searcher: Any, state: dict) -> None:
+    """Take a saved state into a searcher built for this run, keeping its own study."""
+    searcher.__dict__.update({key: value for key, value in state.items() if key not in OPTUNA_SEARCH_STUDY})
+    searcher._ot_study.sampler = searcher._sampler  # the restored sampler: its random state carries on
+
+
+def repoint_experiment(generator: Any, storage_path: str, name: str) -> None:
+    """Make a restored ``SearchGenerator``'s experiment start new trials under ``storage_path/name``.
+
+    Ray 2.60.0: on a resume ``tune.run`` skips ``add_configurations`` and
+    ``SearchGenerator.set_state`` takes ``experiment`` from the pickled search-generator
+    state, whose ``StorageContext`` (``storage_fs_path``) names the root where the search
+    started. ``TuneController._restore_trials`` re-points restored trials, not new ones.
+    """
+    generator._experiment.storage.storage_fs_path = storage_path
+    generator._experiment.storage.experiment_dir_name = name

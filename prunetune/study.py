@@ -75,12 +75,25 @@ def trial_numbers(study: optuna.Study) -> dict[str, int]:
             if RAY_ID in frozen.user_attrs}
 
 
+def without_study(holder: object) -> dict:
+    """A driver-side object's pickled state without its study.
+
+    Ray pickles callbacks into ``tuner.pkl``; an unpickled study's storage connects to the
+    database where the search started, which a moved home no longer has. A resumed driver
+    gives Ray callbacks built on the home it opened (``internals.repoint_restored_tuner``).
+    """
+    return {**holder.__dict__, "study": None}
+
+
 class TrialNumbers:
     """Ray trial id -> Optuna trial number, asked of the study until the searcher has recorded it."""
 
     def __init__(self, study: optuna.Study) -> None:
         self.study = study
         self.known: dict[str, int] = {}
+
+    def __getstate__(self) -> dict:
+        return without_study(self)
 
     def __call__(self, trial_id: str) -> int | None:
         if trial_id not in self.known:

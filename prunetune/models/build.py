@@ -127,12 +127,13 @@ def load_checkpoint(model: nn.Module, path: str, expected: str = "auto") -> nn.M
     """Load ``path`` into ``model``: a state_dict (bare or under a usual key) or a whole module.
 
     ``expected`` is "state_dict", "module" or "auto". A whole module is unpickled with
-    ``weights_only=False``, which runs code from the file: only load files you trust.
+    ``weights_only=False``, which runs code from the file: only with "module", the user's word
+    that the file is trusted; "auto" reads tensors only (``weights_only=True``) and refuses the rest.
     """
     file = Path(path).expanduser()
     if not file.is_file():
         raise ModelError(f"model.checkpoint: {path!r} does not exist")
-    content = _read(file, allow_code=expected != "state_dict")
+    content = _read(file, allow_code=expected == "module")
     if isinstance(content, nn.Module):
         if expected == "state_dict":
             raise ModelError(
@@ -165,11 +166,17 @@ def load_checkpoint(model: nn.Module, path: str, expected: str = "auto") -> nn.M
 def _read(file: Path, allow_code: bool):
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as error:
+        # torch 2.11's weights-only loader raises one error type for a pickle that needs code (it
+        # names a GLOBAL, a reduce or an allowlist) and for bytes that are no pickle ("Unsupported operand").
+        if not any(word in str(error) for word in ("GLOBAL", "allowlisted", "reduce")):
+            reason = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+            raise ModelError(f"model.checkpoint: {str(file)!r} is not a torch checkpoint ({reason})") from None
         if not allow_code:
             raise ModelError(
                 f"model.checkpoint: {str(file)!r} is not a plain state_dict (it needs code to unpickle); "
-                "set model.checkpoint_format=module if it is a whole saved module you trust"
+                "set model.checkpoint_format=module if it is a whole saved module you trust (unpickling runs "
+                "the file's code)"
             ) from None
     except (RuntimeError, EOFError, ValueError) as error:
         raise ModelError(f"model.checkpoint: {str(file)!r} is not a torch checkpoint ({error})") from None

@@ -1,5 +1,6 @@
 """Write a chosen (trial, step) of a search as a standalone pruned-model file.
 
+Only a model inside the search's own experiment folder is loaded (``refuse_foreign_checkpoint``).
 The file is ``save_pruned``'s format (the whole module, loadable with ``torch.load(...,
 weights_only=False)`` and no prunetune pruning code) with metadata: the experiment, trial,
 step, the step's metrics and the trial's resolved config. ``portable=True`` also writes a
@@ -19,6 +20,7 @@ import pandas as pd
 import torch
 
 from prunetune.errors import UserError
+from prunetune.home import is_uri
 from prunetune.io import write_atomic
 from prunetune.pruning.persist import load_pruned, save_pruned
 from prunetune.results.experiment import fetch_model, find_row, load, open_search, resolved_config, temporary_folder
@@ -52,10 +54,13 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
     metrics = step_metrics(row)
     out = Path(out)
     refuse_unwritable(out, portable)
+    refuse_foreign_checkpoint(row["checkpoint"], saved.experiment, f"trial {trial} step {step}")
     with temporary_folder() as folder:
         source = fetch_model(row["checkpoint"], Path(folder))
         if not source.is_file():
             raise UserError(f"trial {trial} step {step}: its model file {source} is missing")
+        if not is_uri(row["checkpoint"]):
+            refuse_foreign_checkpoint(str(source), saved.experiment, f"trial {trial} step {step}")  # a symlink out
         model = load_pruned(source).model
     metadata = {"experiment": saved.name, "trial": int(trial), "step": int(step), "metrics": metrics,
                 "config": config.to_dict()}
@@ -67,6 +72,22 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
     if program is not None:
         write_program(model, config.data.channels, config.data.image_size, metadata, program)
     return Exported(out, program, metrics)
+
+
+def refuse_foreign_checkpoint(checkpoint: str, experiment: str, what: str) -> None:
+    """A ``UserError`` unless ``checkpoint`` lies inside the search's own experiment folder.
+
+    Loading a step's model unpickles it (``pruning/persist.py``), which runs code. The path
+    comes from the results store, a file anyone who can write the search home can edit:
+    only models where Ray put the search's checkpoints are loaded (README "Security and trust").
+    """
+    if is_uri(checkpoint) or is_uri(experiment):
+        inside = ".." not in checkpoint.split("/") and checkpoint.startswith(experiment.rstrip("/") + "/")
+    else:
+        inside = Path(checkpoint).resolve().is_relative_to(Path(experiment).resolve())
+    if not inside:
+        raise UserError(f"{what}: its model {checkpoint} is outside the search's experiment folder {experiment}; "
+                        "export loads only models the search saved there (a results store edited by hand?)")
 
 
 def refuse_unwritable(out: Path, portable: bool) -> None:

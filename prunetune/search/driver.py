@@ -1,8 +1,9 @@
 """The search driver: baseline once, then Ray Tune + Optuna over the pipeline; resume; status.
 
 A search named NAME has a *home* folder (``prunetune/home.py``) holding ``search.json`` (the
-job, the objective, the trial count), ``space.pkl`` (the search space), by default the
-study's SQLite file, and ``results.parquet`` (every trial's every step, ``results/``).
+job with its search space as data, the trial count), by default the study's SQLite file,
+``results.parquet`` and its journal (every trial's every step, ``results/``) and, while a
+driver runs, ``driver.json`` (its pid, host and heartbeat).
 
 Ray runs with ``num_samples=-1``: the searcher (``StudySearch``) ends the search when
 the study holds the requested number of finished trials, so failed or interrupted trials
@@ -12,7 +13,7 @@ are replaced and never counted twice.
 from __future__ import annotations
 
 import json
-import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +23,16 @@ from ray import tune
 from prunetune.baseline import EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.errors import UserError
-from prunetune.home import absolute_root, experiment_exists, experiment_path, open_home, search_home
+from prunetune.home import (SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state, experiment_exists,
+                            experiment_path, is_uri, open_home, search_home)
+from prunetune.internals import repoint_restored_tuner
 from prunetune.objectives import OBJECTIVES
 from prunetune.samplers import make_sampler
-from prunetune.search.recording import ErrorRecorder, ProgressPrinter, ResultsRecorder, trial_tracebacks_unprinted
-from prunetune.search.searcher import StudySearch
+from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
+                                        trial_tracebacks_unprinted)
+from prunetune.search.searcher import MovedSearchGenerator, StudySearch
 from prunetune.search.trainable import baseline_files, trial
+from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
 from prunetune.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
 
@@ -38,6 +43,7 @@ class SearchOutcome:
     home: Path
     summary: StudySummary
     requested: int
+    driver: DriverState | None = None  # status only: the driver that last ran the search
 
     @property
     def interrupted(self) -> bool:
@@ -73,12 +79,13 @@ def refuse_unfit_resources(search) -> None:
                             f"that ({has}); allowed: at most {largest:g}")
 
 
-def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes]):
+def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes],
+                 create: bool = False):
     objective = OBJECTIVES.get(config.search.objectives)
     seed = config.seed if config.search.sampler_seed is None else config.search.sampler_seed
     sampler = make_sampler(config.search.sampler, seed, objective.multi)
-    storage = study_storage(config.storage.study_url, home)
-    study = open_study(storage, name, objective, sampler)
+    storage = study_storage(config.storage.study_url, home, create=create)
+    study = open_study(storage, name, objective, sampler, create=create)
     searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
                            sampler=sampler, study_name=name, storage=storage, total=num_samples,
                            max_concurrent=config.search.max_concurrent_trials)
@@ -86,6 +93,36 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
         tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=files),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
     return study, searcher, trainable
+
+
+def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int) -> list:
+    return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
+            DriverBeat(home), *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
+
+
+def _take_name(root: str, name: str, home: Path) -> None:
+    # The home's mkdir is the search's first act: of two drivers started at once, one wins.
+    taken = UserError(f"a search named {name!r} already exists under {root}; resume it with "
+                      f"`prunetune resume {name}` or choose another --name")
+    if (home / "search.json").exists() or (is_uri(root) and experiment_exists(root, name)):
+        raise taken
+    home.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir()
+    except FileExistsError:
+        if any(home.iterdir()):
+            raise taken from None
+    beat(home)
+
+
+def _job_record(config: JobConfig, space) -> dict:
+    """The job as search.json keeps it: its space as data, which ``build_search`` turns back into ``space``."""
+    job = config.to_dict()
+    job["search"]["space"] = space.to_dict()
+    if build_search(job)[1] != space:
+        raise UserError("search.space: a space built by hand cannot be saved as data; "
+                        "build it with prunetune.spaces.load_search or build_search")
+    return job
 
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
@@ -99,19 +136,21 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     root = absolute_root(config.storage.root)
     config = config.model_copy(update={"storage": config.storage.model_copy(update={"root": root})})
     home = search_home(root, name)
-    if (home / "search.json").exists() or experiment_exists(root, name):
-        raise UserError(f"a search named {name!r} already exists under {root}; resume it with "
-                        f"`prunetune resume {name}` or choose another --name")
+    job = _job_record(config, space)
     num_samples = num_samples or config.search.num_samples
-    _init_ray(address)  # before the baseline and the home: a refused search leaves nothing behind
-    refuse_unfit_resources(config.search)
-    baseline = prepare_baseline(config, on_epoch)  # once, on the driver
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "space.pkl").write_bytes(pickle.dumps(space))
-    (home / "search.json").write_text(json.dumps({"name": name, "job": config.to_dict(), "num_samples": num_samples,
-                                                  "baseline": str(baseline.directory)}, indent=2))
-    study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
-                                              baseline_files(baseline.directory))
+    _take_name(root, name, home)
+    try:
+        _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
+        refuse_unfit_resources(config.search)
+        baseline = prepare_baseline(config, on_epoch)  # once, on the driver
+        study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
+                                                  baseline_files(baseline.directory), create=True)
+    except BaseException:
+        shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
+        raise
+    (home / "search.json").write_text(json.dumps({"format": SEARCH_FORMAT, "name": name, "job": job,
+                                                  "num_samples": num_samples, "baseline": str(baseline.directory)},
+                                                 indent=2))
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
@@ -120,19 +159,28 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=[ErrorRecorder(study), ResultsRecorder(home, name, root, config, space, study),
-                                             *([ProgressPrinter(study, root)] if verbose else [])]),
+                                  callbacks=_callbacks(study, home, name, config, space, verbose)),
     )
-    with trial_tracebacks_unprinted():
-        tuner.fit()
+    try:
+        with trial_tracebacks_unprinted():
+            tuner.fit()
+    finally:
+        beat(home, ended=True)
     return SearchOutcome(name, home, summarise(study), num_samples)
 
 
 def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
                   verbose: int = 1) -> SearchOutcome:
-    """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored."""
+    """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored.
+
+    Every path comes from the home named here, not from where the search started: a home
+    moved to another folder or machine resumes with ``--storage NEW``.
+    """
     saved = open_home(name, root)
-    config, space, meta, home, root = saved.job, saved.space, saved.meta, saved.home, saved.root
+    driver = driver_state(saved.home)
+    if driver is not None and driver.alive:
+        raise UserError(f"{name}: its {driver.describe()}; stop it first or wait for it to end")
+    config, space, meta, home, root = _moved(saved), saved.space, saved.meta, saved.home, saved.root
     objective = OBJECTIVES.get(config.search.objectives)
     storage = study_storage(config.storage.study_url, home)
     study = open_study(storage, name, objective)
@@ -144,18 +192,36 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     study.set_user_attr("expected_resumes", len(errored))
     _init_ray(address)
     refuse_unfit_resources(config.search)
-    files = {p.name: p.read_bytes() for p in Path(meta["baseline"]).iterdir() if p.is_file()} \
-        if Path(meta["baseline"]).exists() else {}
-    _, _, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
+    baseline = _baseline_folder(meta["baseline"], root)
+    files = {p.name: p.read_bytes() for p in baseline.iterdir() if p.is_file()} if baseline.exists() else {}
+    study, searcher, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
-    with trial_tracebacks_unprinted():
-        tuner.fit()
+    # A URI root does not move; a local one may have (the home resumes from where it is now).
+    repoint_restored_tuner(tuner, searcher if is_uri(root) else MovedSearchGenerator(searcher, root, name),
+                           _callbacks(study, home, name, config, space, verbose))
+    beat(home)
+    try:
+        with trial_tracebacks_unprinted():
+            tuner.fit()
+    finally:
+        beat(home, ended=True)
     return SearchOutcome(name, home, summarise(study), meta["num_samples"])
+
+
+def _moved(saved) -> JobConfig:
+    """The job with ``storage.root`` where the user found the search (it may have moved since)."""
+    return saved.job.model_copy(update={"storage": saved.job.storage.model_copy(update={"root": saved.root})})
+
+
+def _baseline_folder(recorded: str, root: str) -> Path:
+    # The baseline lives under the root it was trained in; a root moved whole carries it along.
+    moved = Path(root) / "baselines" / Path(recorded).name
+    return Path(recorded) if Path(recorded).exists() or is_uri(root) else moved
 
 
 def search_status(name: str, root: str = "runs") -> SearchOutcome:
     saved = open_home(name, root)
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
                        OBJECTIVES.get(saved.job.search.objectives))
-    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"])
+    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home))

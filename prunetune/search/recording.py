@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+import time
 from pathlib import Path
 
 from ray import tune
 
 from prunetune.config import JobConfig
-from prunetune.home import STORE_NAME, experiment_path, is_uri
+from prunetune.home import BEAT_SECONDS, STORE_NAME, beat, experiment_path, is_uri
 from prunetune.results.store import Store, make_row, rows_from_experiment
-from prunetune.study import TrialNumbers, error_key, trial_number, trial_numbers
+from prunetune.study import TrialNumbers, error_key, steps_key, trial_number, trial_numbers, without_study
 
 
 def trial_error(trial) -> str:
@@ -67,6 +68,9 @@ class ErrorRecorder(tune.Callback):
     def __init__(self, study) -> None:
         self.study = study
 
+    def __getstate__(self) -> dict:
+        return without_study(self)
+
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         message = trial_error(trial)
         number = trial_number(self.study, trial.trial_id)
@@ -87,6 +91,10 @@ class ResultsRecorder(tune.Callback):
         self.name, self.root, self.job, self.space, self.study = name, root, job, space, study
         self.number = TrialNumbers(study)
         self.resolved: dict[str, JobConfig] = {}  # a trial's config is fixed: apply the space once per trial
+        self.steps: dict[str, set[int]] = {}  # Ray trial id -> the steps it reported
+
+    def __getstate__(self) -> dict:
+        return without_study(self)
 
     def setup(self, **info) -> None:
         # Rows Ray has and the store lacks (a store file deleted or copied back older): the
@@ -112,8 +120,15 @@ class ResultsRecorder(tune.Callback):
             return
         if trial.trial_id not in self.resolved:
             self.resolved[trial.trial_id] = self.space.apply(self.job, trial.config)
-        self.store.put(make_row(self.name, self.number(trial.trial_id), trial.trial_id, result, trial.config,
+        number = self.number(trial.trial_id)
+        self.store.put(make_row(self.name, number, trial.trial_id, result, trial.config,
                                 self.resolved[trial.trial_id], self._checkpoint(trial, result)))
+        if number is not None:
+            # The study's count lets a rebuilt store tell which steps it lost (results/experiment.py).
+            if trial.trial_id not in self.steps:  # a resumed trial: its steps stored before count too
+                self.steps[trial.trial_id] = {step for trial_id, step in self.store.rows if trial_id == trial.trial_id}
+            self.steps[trial.trial_id].add(int(result["step"]))
+            self.study.set_user_attr(steps_key(number), len(self.steps[trial.trial_id]))
 
     def on_step_end(self, iteration, trials, **info) -> None:
         self.store.write_if_due()
@@ -126,6 +141,19 @@ class ResultsRecorder(tune.Callback):
 
     def on_experiment_end(self, trials, **info) -> None:
         self.store.flush()
+
+
+class DriverBeat(tune.Callback):
+    """Keeps ``driver.json`` fresh, so ``prunetune status`` can tell a live driver from a dead one."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.next_beat = 0.0
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.monotonic() >= self.next_beat:
+            beat(self.home)
+            self.next_beat = time.monotonic() + BEAT_SECONDS
 
 
 class ProgressPrinter(tune.Callback):

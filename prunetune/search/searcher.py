@@ -16,16 +16,17 @@ killed driver, and a resumed search would then wait for trials that no longer ex
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Callable
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search import Searcher
+from ray.tune.search import SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
-from prunetune.internals import searcher_study
+from prunetune.internals import repoint_experiment, restore_searcher_state, searcher_state, searcher_study
 from prunetune.study import RAY_ID
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -44,8 +45,19 @@ class StudySearch(OptunaSearch):
     def study(self) -> optuna.Study:
         return searcher_study(self)
 
+    # No pickle of the searcher holds the study: Ray's tuner.pkl (through __getstate__) and its
+    # searcher state (save) would then name the home where the search started, and a moved
+    # home could not resume. A resumed driver gives Ray a searcher built on the home it opened.
+    def __getstate__(self) -> dict:
+        return searcher_state(self)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(searcher_state(self), file)
+
     def restore(self, checkpoint_path: str) -> None:
-        super().restore(checkpoint_path)
+        with open(checkpoint_path, "rb") as file:
+            restore_searcher_state(self, pickle.load(file))
         # The pickle's in-flight set belongs to a driver that is gone: its trials are
         # failed (stale) in the study, and only the errored ones Ray re-runs come back.
         self._live = set()
@@ -103,3 +115,15 @@ class StudySearch(OptunaSearch):
             self.study.add_trial(optuna.trial.create_trial(
                 params=frozen.params, distributions=frozen.distributions, values=values, state=state,
                 user_attrs={**frozen.user_attrs, "resumed_from": frozen.number}))
+
+
+class MovedSearchGenerator(SearchGenerator):
+    """Ray's wrapper of a searcher, for a resume: new trials go where the home is now."""
+
+    def __init__(self, searcher: Searcher, storage_path: str, name: str) -> None:
+        super().__init__(searcher)
+        self.storage_path, self.name = storage_path, name
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        repoint_experiment(self, self.storage_path, self.name)

@@ -3,7 +3,7 @@
 The baseline is never trained here. The driver trains or loads it once and passes its
 files through the object store (``tune.with_parameters``); a trial uses the driver's
 baseline folder when it can see it (same machine or a shared filesystem) and otherwise
-writes the files into a node-local cache first, where ``prepare_baseline`` finds them
+writes the files into this user's node-local cache first (``private_cache``), where ``prepare_baseline`` finds them
 by their config hash.
 """
 
@@ -18,8 +18,10 @@ from ray import tune
 
 from prunetune.baseline import baseline_dir
 from prunetune.config import JobConfig
+from prunetune.errors import RunError
 from prunetune.home import CHECKPOINT_MODEL
 from prunetune.internals import quiet_checkpoint_log
+from prunetune.io import write_atomic
 from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline import run
 
@@ -28,16 +30,33 @@ def baseline_files(directory: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file()}
 
 
+def private_cache() -> Path:
+    """This user's node-local baseline cache: ``prunetune-baselines-<uid>`` in the temp dir, mode 0o700.
+
+    The temp dir is shared by every user of the node: a folder someone else made (or can
+    write) could hold a planted baseline, which the trial would load as its own.
+    """
+    folder = Path(tempfile.gettempdir()) / f"prunetune-baselines-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    info = folder.lstat()
+    if not folder.is_dir() or folder.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise RunError(f"{folder}: the baseline cache is not a folder only this user can write "
+                       f"(owner uid {info.st_uid}, mode {oct(info.st_mode & 0o777)}); remove it")
+    return folder
+
+
 def _with_local_baseline(config: JobConfig, files: dict[str, bytes]) -> JobConfig:
     if (baseline_dir(config) / "baseline.json").exists():
         return config
-    local = config.model_copy(update={"storage": config.storage.model_copy(
-        update={"root": str(Path(tempfile.gettempdir()) / "prunetune-baselines")})})
-    target = baseline_dir(local)
-    target.mkdir(parents=True, exist_ok=True)
+    local = config.model_copy(update={"storage": config.storage.model_copy(update={"root": str(private_cache())})})
+    target = baseline_dir(local)  # named by the baseline's config hash
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name, content in files.items():
-        if not (target / name).exists():
-            (target / name).write_bytes(content)
+        # What is there is used only when it is byte for byte the driver's baseline.
+        path = target / name
+        if not path.is_file() or path.is_symlink() or path.read_bytes() != content:
+            path.unlink(missing_ok=True)
+            write_atomic(path, lambda out, data=content: Path(out).write_bytes(data))
     return local
 
 

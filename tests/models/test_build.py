@@ -5,6 +5,7 @@ from torch import nn
 from prunetune.config import load_config
 from prunetune.errors import ModelError
 from prunetune.models import build_model, measure, resolve
+from tests.planted import Planted
 
 
 def _model_config(*overrides):
@@ -69,13 +70,22 @@ def test_state_dict_checkpoint_loads_bare_or_nested(tmp_path):
         assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), source.state_dict().values()))
 
 
-def test_whole_module_checkpoint_loads_with_auto_or_module(tmp_path):
+def test_whole_module_checkpoint_loads_with_checkpoint_format_module(tmp_path):
     source = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
     path = _saved(tmp_path, source)
-    for form in ("auto", "module"):
-        loaded = build_model(_model_config("model.name=tiny_cnn", f"model.checkpoint={path}",
-                                           f"model.checkpoint_format={form}"), 10)
-        assert isinstance(loaded, nn.Sequential) and torch.equal(loaded[0].weight, source[0].weight)
+    loaded = build_model(_model_config("model.name=tiny_cnn", f"model.checkpoint={path}",
+                                       "model.checkpoint_format=module"), 10)
+    assert isinstance(loaded, nn.Sequential) and torch.equal(loaded[0].weight, source[0].weight)
+
+
+@pytest.mark.parametrize("content", ["planted", "module"])
+def test_auto_checkpoint_format_unpickles_nothing_and_names_the_trusted_format(tmp_path, content):
+    marker = tmp_path / "code-ran"
+    obj = {"state_dict": Planted(marker)} if content == "planted" else nn.Sequential(nn.Linear(2, 2))
+    path = _saved(tmp_path, obj)
+    with pytest.raises(ModelError, match="not a plain state_dict .*set model.checkpoint_format=module .*trust"):
+        build_model(_model_config("model.name=tiny_cnn", f"model.checkpoint={path}"), 10)
+    assert not marker.exists()
 
 
 def test_checkpoint_errors_say_what_was_expected(tmp_path):

@@ -1,12 +1,12 @@
 """`prunetune export` on a damaged checkpoint or an output it cannot write: exit 2, one line, nothing written."""
 
 import json
-import pickle
 import struct
 import sys
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from prunetune.cli import app
@@ -14,21 +14,17 @@ from prunetune.home import CHECKPOINT_MODEL, STORE_NAME
 from prunetune.models.zoo import tiny_cnn
 from prunetune.pruning.persist import save_pruned
 from prunetune.results.store import journal_path
-from prunetune.spaces import build_search
+from tests.planted import Planted
+from tests.results.homes import write_search_json
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def home(tmp_path):
-    """A search home as the driver leaves it (search.json, space.pkl, the store) with one kept step."""
-    job, space = build_search({"name": "s", "model": {"name": "tiny_cnn"}, "storage": {"root": str(tmp_path)},
-                               "search": {"space": {"pruning.criterion": {"choice": ["l1", "l2"]}}}})
-    folder = tmp_path / "s"
-    folder.mkdir()
-    (folder / "space.pkl").write_bytes(pickle.dumps(space))
-    (folder / "search.json").write_text(json.dumps({"name": "s", "job": job.to_dict(), "num_samples": 1}))
-    checkpoint = tmp_path / "checkpoint"
+    """A search home as the driver leaves it (search.json with its space as data, the store) with one kept step."""
+    _, folder = write_search_json(tmp_path)
+    checkpoint = folder / "trial_t0" / "checkpoint_000000"  # where Ray keeps a trial's checkpoints
     save_pruned(tiny_cnn(num_classes=10), checkpoint / CHECKPOINT_MODEL)
     row = {"experiment": "s", "trial": 0, "trial_id": "t0", "step": 1, "accuracy": 0.9, "macs": 10, "mac_ratio": 0.5,
            "feasible": True, "checkpoint": str(checkpoint), "settings": json.dumps({"pruning.criterion": "l1"})}
@@ -96,3 +92,21 @@ def test_a_journal_line_that_is_not_a_row_is_one_warning_line_and_the_export_goe
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == (f"warning: {journal_path(root / 's' / STORE_NAME)}: line 1 is not a "
                                              "results row (no trial_id or step); skipped")
+
+
+@pytest.mark.parametrize("how", ["store-points-out", "symlink-out"])
+def test_a_checkpoint_outside_the_search_is_refused_and_nothing_is_unpickled(home, tmp_path, how):
+    root, model_file = home
+    planted = tmp_path / "elsewhere" / CHECKPOINT_MODEL
+    planted.parent.mkdir()
+    torch.save(Planted(tmp_path / "code-ran"), planted)
+    if how == "store-points-out":
+        store = root / "s" / STORE_NAME
+        rows = pd.read_parquet(store).assign(checkpoint=str(planted.parent))
+        rows.to_parquet(store)
+    else:
+        model_file.unlink()
+        model_file.symlink_to(planted)
+    result = _export(root, tmp_path / "model.pt")
+    _one_line_error(result, "is outside the search's experiment folder")
+    assert not (tmp_path / "code-ran").exists() and not (tmp_path / "model.pt").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from prunetune.config import load_config
 from prunetune.results import load
-from prunetune.results.store import Store, config_columns, journal_path, make_row
+from prunetune.results.store import Store, config_columns, journal_path, make_row, read_journal
 from prunetune.step_row import ROW_COLUMNS
 
 
@@ -51,7 +51,7 @@ def test_a_concurrent_reader_never_sees_a_torn_or_shrinking_store(tmp_path, writ
     assert int(output) > 1  # it read while the writer was writing
     store.flush()
     assert len(pd.read_parquet(path)) == 400
-    assert not journal_path(path).exists()
+    assert len(journal_path(path).read_text().splitlines()) == 400  # the durable copy keeps every row
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
 
@@ -103,23 +103,25 @@ def test_rows_a_killed_driver_had_only_journaled_are_read_and_kept(tmp_path):
     assert [(r["step"], r["accuracy"]) for r in restarted.frame().to_dict("records")] == \
         [(index, 0.5 + index / 10) for index in range(5)]
     restarted.flush()
-    assert len(pd.read_parquet(path)) == 5 and not journal_path(path).exists()
+    assert len(pd.read_parquet(path)) == 5
+    restarted.put(_row("t1", 5))  # after the cut line, on a line of its own
+    assert [row["step"] for row in read_journal(path)] == [0, 1, 2, 3, 4, 5]
 
 
 def test_a_journal_line_that_is_json_but_not_a_row_is_skipped_with_a_warning_naming_it(tmp_path):
     path = tmp_path / "results.parquet"
     store = Store(path, write_share=1e-6)
-    store.put(_row("t1", 0))
-    store.put(_row("t1", 1))  # journaled: line 1
+    store.put(_row("t1", 0))  # journal line 1, and in the file
+    store.put(_row("t1", 1))  # journal line 2, not in the file yet
     with journal_path(path).open("a") as journal:
         journal.write('[1, 2]\n{"trial_id": "t1"}\n{"trial_id": "t1", "step": "x"}\n')
     with pytest.warns(UserWarning) as caught:
         steps = list(load(str(path))["step"])
     assert steps == [0, 1]
     assert [str(warning.message) for warning in caught] == [
-        f"{journal_path(path)}: line 2 is not a results row (a JSON list, not an object); skipped",
-        f"{journal_path(path)}: line 3 is not a results row (no step); skipped",
-        f"{journal_path(path)}: line 4 is not a results row (step 'x' is not a whole number); skipped",
+        f"{journal_path(path)}: line 3 is not a results row (a JSON list, not an object); skipped",
+        f"{journal_path(path)}: line 4 is not a results row (no step); skipped",
+        f"{journal_path(path)}: line 5 is not a results row (step 'x' is not a whole number); skipped",
     ]
 
 

@@ -1,9 +1,17 @@
-"""The trainable adapter: a trial's scratch folder is its own, and those of dead workers are removed."""
+"""The trainable adapter: a scratch folder per trial, dead workers' removed, a private baseline cache."""
 
 import os
 import subprocess
 import sys
 
+import stat
+import tempfile
+
+import pytest
+
+from prunetune.baseline import baseline_dir
+from prunetune.errors import RunError
+from prunetune.search import trainable
 from prunetune.search.trainable import scratch_folder
 
 
@@ -18,6 +26,29 @@ def test_scratch_folders_of_dead_workers_are_removed_and_live_ones_kept(tmp_path
         assert os.path.basename(scratch).startswith(f"{os.getpid()}-")
         assert not left_by_dead.exists() and in_use.exists()
     assert not os.path.exists(scratch)
+
+
+DRIVER_FILES = {"baseline.json": b'{"epochs": 2}', "model.pt": b"the driver's weights"}
+
+
+def test_a_tampered_file_in_the_node_cache_is_replaced_by_the_drivers_baseline(tiny_job, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the node's shared temp dir
+    config = tiny_job()
+    target = baseline_dir(trainable._with_local_baseline(config, DRIVER_FILES))
+    cache = tmp_path / f"prunetune-baselines-{os.getuid()}"
+    assert target.is_relative_to(cache) and stat.S_IMODE(cache.stat().st_mode) == 0o700
+    (target / "model.pt").write_bytes(b"planted by another user")
+    assert baseline_dir(trainable._with_local_baseline(config, DRIVER_FILES)) == target
+    assert (target / "model.pt").read_bytes() == DRIVER_FILES["model.pt"]
+
+
+def test_a_node_cache_others_can_write_is_refused(tiny_job, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    cache = tmp_path / f"prunetune-baselines-{os.getuid()}"
+    cache.mkdir()
+    cache.chmod(0o777)
+    with pytest.raises(RunError, match=f"{cache}: the baseline cache is not a folder only this user can write"):
+        trainable._with_local_baseline(tiny_job(), DRIVER_FILES)
 
 
 def test_a_search_trial_trains_in_bf16_through_torch_compile(ray_session, search_job):
