@@ -69,3 +69,28 @@ def test_no_module_but_internals_uses_a_private_ray_or_optuna_name():
                  for path in sorted(package.rglob("*.py")) if path.name != "internals.py"
                  for number, line in enumerate(path.read_text().splitlines(), 1) if PRIVATE_USE.search(line)]
     assert offenders == [], "wrap these in prunetune/internals.py:\n" + "\n".join(offenders)
+
+
+# Each wrapper below reads or writes attributes Ray sets in a constructor or method body;
+# the check reads that source, so a renamed attribute fails here, naming the wrapper.
+RAY_ATTRIBUTES = [
+    ("repoint_restored_tuner", "ray.tune.tuner", "Tuner", "__init__", "self._local_tuner"),
+    ("repoint_restored_tuner", "ray.tune.impl.tuner_internal", "TunerInternal", "__init__", "self._tune_config"),
+    ("repoint_restored_tuner", "ray.tune.impl.tuner_internal", "TunerInternal", "__init__", "self._run_config"),
+    ("searcher_state", "ray.tune.search.optuna.optuna_search", "OptunaSearch", "__init__", "self._storage"),
+    ("restore_searcher_state", "ray.tune.search.optuna.optuna_search", "OptunaSearch", "__init__", "self._sampler"),
+    ("repoint_experiment", "ray.tune.search.search_generator", "SearchGenerator", "set_state", "self._experiment"),
+    ("repoint_experiment", "ray.train._internal.storage", "StorageContext", "__init__", "self.storage_fs_path"),
+    ("repoint_experiment", "ray.train._internal.storage", "StorageContext", "__init__", "self.experiment_dir_name"),
+]
+
+
+@pytest.mark.parametrize("wrapper, module, cls, method, attribute", RAY_ATTRIBUTES,
+                         ids=[f"{w}:{a}" for w, _, _, _, a in RAY_ATTRIBUTES])
+def test_the_ray_attributes_the_resume_wrappers_use_are_set_where_they_were_checked(wrapper, module, cls, method,
+                                                                                   attribute):
+    assert hasattr(internals, wrapper)
+    owner = getattr(importlib.import_module(module), cls)
+    source = inspect.getsource(getattr(owner, method))
+    assert re.search(rf"{re.escape(attribute)}\b\s*(:[^=]*)?=", source), (
+        f"{module}.{cls}.{method} no longer sets {attribute}: re-read internals.{wrapper} against the installed Ray")
