@@ -8,8 +8,6 @@ is a plain conv stack.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch_pruning as tp
-from torch import nn
 
 from prunetune.pruning.attention import sync_head_widths
 from prunetune.pruning.scope import PrunableGroup

@@ -4,7 +4,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import warnings
 
 import pytest
