@@ -34,6 +34,7 @@ go first (more MACs removed per channel, the usual aim); beta = 0 is the base cr
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -276,8 +277,11 @@ class VarianceBased(Criterion):
         return variance
 
 
-MAC_AWARE_MODES = ("additive", "multiplicative")
-CHANNEL_COSTS = ("macs", "latency")
+def _allowed(field_name: str) -> tuple[str, ...]:
+    """The choices the config schema gives a mac_aware field: one list, in config.py."""
+    from prunetune.config import MacAwareConfig
+
+    return typing.get_args(MacAwareConfig.model_fields[field_name].annotation)
 
 
 @CRITERIA.register("mac_aware")
@@ -292,9 +296,9 @@ class MacAware(Criterion):
         super().__init__(group_reduction)
         if base == "mac_aware":
             raise UserError("pruning.mac_aware.base: mac_aware cannot wrap itself")
-        for field_name, value, allowed in (("mode", mode, MAC_AWARE_MODES), ("cost", cost, CHANNEL_COSTS)):
-            if value not in allowed:
-                raise UserError(f"pruning.mac_aware.{field_name}: {value!r}; allowed: {', '.join(allowed)}")
+        for field_name, value in (("mode", mode), ("cost", cost)):
+            if value not in _allowed(field_name):
+                raise UserError(f"pruning.mac_aware.{field_name}: {value!r}; allowed: {', '.join(_allowed(field_name))}")
         self.cost = cost  # the Pruner measures ScoringContext.costs this way
         self.base = CRITERIA.get(base, field="pruning.mac_aware.base")(group_reduction=group_reduction)
         self.alpha, self.beta, self.mode = alpha, beta, mode
