@@ -1,0 +1,89 @@
+"""Commands on a search: search, resume, status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from prunetune.cli.app import ConfigArg, OverridesArg, app, out, print_table, user_facing
+from prunetune.cli.jobs import print_epoch
+
+@app.command()
+@user_facing
+def search(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    name: Annotated[str | None, typer.Option(help="search name (default: the config's name)")] = None,
+    num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to complete")] = None,
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
+    storage: Annotated[str | None, typer.Option(help="storage root: a folder, NFS path or URI (s3://...)")] = None,
+) -> None:
+    """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
+    from prunetune.search import run_search
+    from prunetune.spaces import load_search
+
+    job, space = load_search(config, list(overrides or []) + ([f"storage.root={storage}"] if storage else []))
+    out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
+              f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
+    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=print_epoch))
+
+
+@app.command()
+@user_facing
+def resume(
+    name: Annotated[str, typer.Argument(help="name of the search to continue")],
+    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+    errored: Annotated[bool, typer.Option("--errored", help="also re-run trials that failed")] = False,
+    address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
+) -> None:
+    """Continue an interrupted or killed search until it has its requested trials."""
+    from prunetune.search import resume_search
+
+    _print_outcome(resume_search(name, storage, resume_errored=errored, address=address))
+
+
+@app.command()
+@user_facing
+def status(
+    name: Annotated[str, typer.Argument(help="name of the search")],
+    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+) -> None:
+    """Done / running / failed trials of a search and its best trials so far."""
+    from prunetune.search import search_status
+
+    _print_outcome(search_status(name, storage), final=False)
+
+
+def _print_outcome(outcome, final: bool = True) -> None:
+    from prunetune.results import front_table, load, pareto_front
+    from prunetune.home import STORE_NAME
+    from prunetune.results.store import journal_path
+
+    summary = outcome.summary
+    driver = outcome.driver
+    # A driver that is gone runs nothing: its RUNNING trials stop being so on the next resume.
+    if driver is not None and driver.alive:
+        running = f"{summary.running} running"
+    elif driver is not None:
+        running = f"{summary.running} interrupted, {driver.describe()}"
+    else:
+        running = f"{summary.running} interrupted" if summary.running else "0 running"
+    out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
+              f"step, {summary.no_feasible_step} without), {summary.failed} failed, {running}",
+              highlight=False, markup=False)
+    store = outcome.home / STORE_NAME
+    rows = load(outcome.home) if store.is_file() or journal_path(store).is_file() else None
+    if rows is not None and not rows.empty:
+        front = front_table(pareto_front(rows))
+        print_table(front, f"Pareto front over every trial's steps: {len(front)} of {len(rows)} steps")
+    for number, error in summary.errors.items():
+        out.print(f"trial {number} failed: {error.strip().splitlines()[-1] if error.strip() else 'no message'}",
+                  highlight=False, markup=False)
+    out.print(f"home: {outcome.home}  (next: prunetune pareto {outcome.name} | prunetune report {outcome.name} -o DIR "
+              f"| prunetune export {outcome.name} --trial T --step S -o model.pt)", highlight=False, markup=False)
+    if final and outcome.interrupted:
+        out.print(f"interrupted: continue with `prunetune resume {outcome.name}`", highlight=False)
+        raise typer.Exit(130)
+
+
