@@ -336,6 +336,11 @@ def expand_groups(model: nn.Module, groups: list[PrunableGroup]) -> list[Prunabl
     return chosen
 
 
+def matches_any(names: list[str], patterns: tuple[str, ...]) -> bool:
+    """Whether any of the module ``names`` matches any fnmatch pattern (the include / exclude rule)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns)
+
+
 def select_scope(model: nn.Module, graph: tp.DependencyGraph, scope: str,
                  include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[PrunableGroup]:
     """The groups of the registered ``scope``, adjusted by name patterns."""
@@ -343,7 +348,7 @@ def select_scope(model: nn.Module, graph: tp.DependencyGraph, scope: str,
     chosen = SCOPES.get(scope, field="pruning.scope")(model, groups)
 
     def matches(group: PrunableGroup, patterns: tuple[str, ...]) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for name, _ in group.producers for p in patterns)
+        return matches_any([name for name, _ in group.producers], patterns)
 
     chosen += [g for g in groups if g not in chosen and include and matches(g, include)]
     chosen = [g for g in chosen if not (exclude and matches(g, exclude))]
