@@ -3,7 +3,8 @@
 Only a model inside the search's own experiment folder is loaded (``refuse_foreign_checkpoint``).
 The file is ``save_pruned``'s format (the whole module, loadable with ``torch.load(...,
 weights_only=False)`` and no prunetune pruning code) with metadata: the experiment, trial,
-step, the step's metrics and the trial's resolved config. ``portable=True`` also writes a
+step, the step's metrics and the trial's resolved config (and a TKP step's masks,
+``pruning/kernel_topk.py``). ``portable=True`` also writes a
 ``torch.export`` program next to it (``.pt2``, dynamic batch size) that loads with
 ``torch.export.load(path).module()`` and nothing but torch, whatever package defined the
 model's classes (TorchScript is deprecated in torch 2.11, so it is not used).
@@ -22,6 +23,7 @@ import torch
 from prunetune.errors import UserError
 from prunetune.home import is_uri
 from prunetune.io import write_atomic
+from prunetune.pruning.kernel_topk import carried_metadata
 from prunetune.pruning.persist import load_pruned, save_pruned
 from prunetune.results.experiment import fetch_model, find_row, load, open_search, resolved_config, temporary_folder
 
@@ -61,9 +63,10 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
             raise UserError(f"trial {trial} step {step}: its model file {source} is missing")
         if not is_uri(row["checkpoint"]):
             refuse_foreign_checkpoint(str(source), saved.experiment, f"trial {trial} step {step}")  # a symlink out
-        model = load_pruned(source).model
+        pruned = load_pruned(source)
+        model = pruned.model
     metadata = {"experiment": saved.name, "trial": int(trial), "step": int(step), "metrics": metrics,
-                "config": config.to_dict()}
+                "config": config.to_dict(), **carried_metadata(pruned.metadata)}  # TKP: masks, effective MACs
     try:
         save_pruned(model, out, metadata)
     except OSError as error:  # checked writable above; the disk can still fill up or go away

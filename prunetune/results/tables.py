@@ -31,6 +31,10 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
     table["MACs"] = (front["macs"] / scale).map(lambda v: f"{v:.2f}{unit}")
     table["MAC ratio"] = front["mac_ratio"].round(3)
     table["params"] = front["params"].astype(int)
+    if "effective_macs" in front.columns and (front["effective_macs"].fillna(front["macs"]) != front["macs"]).any():
+        # Multiply-adds with a non-zero weight (TKP / N:M rows): theoretical, dense kernels do them all.
+        table["eff. MACs (theoretical)"] = (front["effective_macs"].fillna(front["macs"]) / scale).map(
+            lambda v: f"{v:.2f}{unit}")
     if "latency_ms" in front.columns and front["latency_ms"].notna().any():
         table["latency ms"] = front["latency_ms"].round(3)
     return table.reset_index(drop=True)

@@ -69,20 +69,20 @@ def test_hypervolume_matches_the_area_by_hand_and_optunas_own_computation():
     # Front in (accuracy, mac_ratio): (0.95,.4) (0.9,.3) (0.85,.2) (0.7,.1); reference (0.6, 1.0).
     # Staircase area: sum over points sorted by accuracy of (acc_i - acc_{i-1}) x (1 - ratio_i).
     by_hand = (0.7 - 0.6) * 0.9 + (0.85 - 0.7) * 0.8 + (0.9 - 0.85) * 0.7 + (0.95 - 0.9) * 0.6
-    value = hypervolume(HAND, {"accuracy": 0.6, "mac_ratio": 1.0})
+    value = hypervolume(HAND, {"accuracy": 0.6, "effective_mac_ratio": 1.0})
     assert value == pytest.approx(by_hand)
     points = np.array([[-0.95, 0.4], [-0.9, 0.3], [-0.85, 0.2], [-0.7, 0.1]])
     assert value == pytest.approx(optuna._hypervolume.compute_hypervolume(points, np.array([-0.6, 1.0])))
     # Points not better than the reference add nothing.
-    assert hypervolume(HAND, {"accuracy": 0.96, "mac_ratio": 1.0}) == 0.0
+    assert hypervolume(HAND, {"accuracy": 0.96, "effective_mac_ratio": 1.0}) == 0.0
     with pytest.raises(UserError, match="reference"):
         hypervolume(HAND, {"accuracy": 0.6})
 
 
 def test_compare_fronts_reports_hypervolumes_dominance_and_the_joint_front():
     better = _table([(0, 1, 0.96, 40, True), (0, 2, 0.90, 20, True)])
-    result = compare_fronts({"hand": HAND, "better": better}, {"accuracy": 0.6, "mac_ratio": 1.0})
-    assert result.hypervolume["hand"] == pytest.approx(hypervolume(HAND, {"accuracy": 0.6, "mac_ratio": 1.0}))
+    result = compare_fronts({"hand": HAND, "better": better}, {"accuracy": 0.6, "effective_mac_ratio": 1.0})
+    assert result.hypervolume["hand"] == pytest.approx(hypervolume(HAND, {"accuracy": 0.6, "effective_mac_ratio": 1.0}))
     # better's (0.96, .4) dominates hand's (0.95, .4); (0.90, .2) dominates (0.90, .3) and both (0.85, .2).
     assert result.dominated_share["hand"] == pytest.approx(4 / 5)
     assert result.dominated_share["better"] == 0.0
