@@ -64,7 +64,8 @@ def run_pipeline(
     pruning = job.pruning
     out.print(f"run: {job.model.name} on {job.data.name} ({job.data.image_size}px) | scope {pruning.scope}, "
               f"criterion {pruning.criterion}, schedule {pruning.schedule.kind}, repair {pruning.repair}"
-              f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
+              f"{', compensation' if pruning.compensation else ''}{_tkp_summary(job.tkp)}", highlight=False,
+              soft_wrap=True)
     # A single run ranks and times its steps as a search of this job would.
     result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
                  on_baseline=_print_baseline, objective=OBJECTIVES.get(job.search.objectives))
@@ -72,7 +73,8 @@ def run_pipeline(
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
         out.print(f"best feasible: step {best.best_step}, accuracy {best.best_accuracy:.4f}, "
-                  f"MACs {best.best_macs:,} ({best.best_mac_ratio:.1%} of baseline)", highlight=False)
+                  f"MACs {best.best_macs:,} ({best.best_mac_ratio:.1%} of baseline), effective MACs "
+                  f"{best.best_effective_macs:,} (theoretical)", highlight=False)
     else:
         out.print("no step stayed above the threshold", highlight=False)
     out.print(f"rows: {result.directory / 'rows.parquet'}", highlight=False)
@@ -81,18 +83,27 @@ def run_pipeline(
 def results_table(result) -> Table:
     """Seed 001's table: target -> accuracy, MACs, with the baseline first."""
     table = Table(title=f"prune-and-recover (threshold {result.threshold:.4f})")
-    for column in ("step", "target", "sparsity", "pre-recovery acc", "accuracy", "MACs", "MAC ratio", "params",
-                   "epochs (best)", "time", "feasible"):
+    for column in ("step", "target", "sparsity", "pre-recovery acc", "accuracy", "MACs", "MAC ratio",
+                   "eff. MAC ratio (theoretical)", "params", "epochs (best)", "time", "feasible"):
         table.add_column(column, justify="right")
     table.add_row("baseline", "0.00", "0.000", "", f"{result.baseline_accuracy:.4f}", f"{result.baseline_macs:,}",
-                  "1.000", f"{result.baseline_params:,}", "", "", "")
+                  "1.000", "1.000", f"{result.baseline_params:,}", "", "", "")
     for row in result.rows:
-        step = f"{row.step} final" if row.phase == "final" else str(row.step)
+        step = f"{row.step} {row.phase}" if row.phase != "prune" else str(row.step)
         table.add_row(step, f"{row.target_sparsity:.2f}", f"{row.sparsity:.3f}", f"{row.pre_accuracy:.4f}",
-                      f"{row.accuracy:.4f}", f"{row.macs:,}", f"{row.mac_ratio:.3f}", f"{row.params:,}",
+                      f"{row.accuracy:.4f}", f"{row.macs:,}", f"{row.mac_ratio:.3f}", f"{row.effective_mac_ratio:.3f}",
+                      f"{row.params:,}",
                       f"{row.epochs_run} ({row.best_epoch})", f"{sum(row.seconds.values()):.1f}s",
                       "yes" if row.feasible else Text("no", style="red"))
     return table
+
+
+def _tkp_summary(tkp) -> str:
+    if not tkp.enabled:
+        return ""
+    kept = [f"top-{tkp.topk} per kernel"] * (tkp.topk is not None) + [f"{tkp.nm} Linear"] * (tkp.nm is not None)
+    return f" | TKP {' + '.join(kept)}, stage 1 {tkp.reg_type} ({tkp.stage1_epochs} epochs), stage 2 " \
+           f"{tkp.stage2_epochs} epochs"
 
 
 def _print_baseline(info: dict[str, Any]) -> None:
@@ -107,10 +118,12 @@ def _print_recovery_epoch(row: dict[str, Any]) -> None:
 
 
 def _print_step(row: dict[str, Any]) -> None:
-    final = row.get("phase") == "final"
-    verdict = "ok" if row["feasible"] else "below threshold" if final else "BELOW THRESHOLD, stopping"
-    step = f"step {row['step']} final fine-tuning" if final else f"step {row['step']}"
+    later = row.get("phase") in ("final", "tkp")  # no cut follows either
+    verdict = "ok" if row["feasible"] else "below threshold" if later else "BELOW THRESHOLD, stopping"
+    step = {"final": f"step {row['step']} final fine-tuning", "tkp": f"step {row['step']} TKP"}.get(
+        row.get("phase"), f"step {row['step']}")
+    effective = f" (effective {row['effective_mac_ratio']:.1%}, theoretical)" if row.get("phase") == "tkp" else ""
     out.print(f"[{step}] target {row['target_sparsity']:.2f} -> sparsity {row['sparsity']:.3f}, "
-              f"MACs {row['mac_ratio']:.1%}, acc {row['pre_accuracy']:.4f} -> {row['accuracy']:.4f} "
+              f"MACs {row['mac_ratio']:.1%}{effective}, acc {row['pre_accuracy']:.4f} -> {row['accuracy']:.4f} "
               f"(best epoch {row['best_epoch']}/{row['epochs_run']}), {row['seconds_total']:.1f}s: {verdict}",
               highlight=False, markup=False)
