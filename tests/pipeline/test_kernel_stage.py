@@ -130,3 +130,27 @@ def test_rows_parquet_holds_the_effective_columns(tiny_job, tmp_path):
     frame = pd.read_parquet(tmp_path / "run" / "rows.parquet")
     assert {"effective_macs", "effective_mac_ratio", "best_effective_macs"} <= set(frame.columns)
     assert list(frame["phase"]) == ["tkp"]
+
+
+def test_the_mac_objectives_read_the_best_steps_effective_macs():
+    from prunetune.objectives import OBJECTIVES
+
+    result = RunResult(directory=None, baseline_accuracy=0.9, threshold=0.5, baseline_macs=100, baseline_params=20)
+    result.add(_row(1, 60, 60, 0.8))
+    last = result.add(_row(2, 60, 20, 0.7)).to_dict()
+    assert OBJECTIVES.get("accuracy_macs").values(last) == {"objective_accuracy": 0.7, "objective_macs": 20.0}
+    assert OBJECTIVES.get("min_macs").values(last) == {"objective_macs": 20.0}
+
+
+def test_stage_one_epochs_are_judged_by_the_accuracy_their_hard_masks_would_leave(tiny_job, tmp_path):
+    # A negligible rate: stage 1 leaves the weights as they were, so its epoch scores what the masks
+    # of the unpruned model give (the row's pre_accuracy), not the dense model's accuracy, and is no gain.
+    epochs = []
+    unregularised = [setting for setting in TKP if not setting.startswith("tkp.beta")]
+    result = run(tiny_job(*unregularised, "pruning.schedule.kind=none", "stop.min_accuracy=0.0", "tkp.topk=1",
+                          "tkp.reg_type=none", "tkp.stage1_lr=1e-12", "tkp.stage2_epochs=0", "tkp.stage2_lr=null"),
+                 directory=tmp_path / "run", on_epoch=epochs.append)
+    (row,) = result.rows
+    (stage1,) = epochs
+    assert stage1["val_accuracy"] == row.pre_accuracy == row.accuracy and not stage1["best"]
+    assert row.pre_accuracy < result.baseline_accuracy  # what a dense judge would have seen instead

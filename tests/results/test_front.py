@@ -88,3 +88,14 @@ def test_compare_fronts_reports_hypervolumes_dominance_and_the_joint_front():
     assert result.dominated_share["better"] == 0.0
     assert sorted(zip(result.union_front["experiment"], result.union_front["accuracy"])) == [
         ("better", 0.90), ("better", 0.96), ("hand", 0.70)]
+
+
+def test_the_front_ranks_by_effective_macs_and_older_stores_fall_back_to_macs():
+    # A TKP step (same dense MACs as its channel step, a quarter of them effective) beside channel-only steps.
+    mixed = _table([(0, 1, 0.90, 40, True), (0, 2, 0.88, 40, True), (1, 1, 0.87, 20, True)])
+    mixed["effective_macs"] = [40, 10, 20]
+    assert _points(pareto_front(mixed)) == [(0, 1), (0, 2)]  # (1, 1) is dominated by the TKP step's 10
+    assert tuple(cheapest_above(mixed, 0.85)[["trial", "step"]]) == (0, 2)
+    assert tuple(best_within_macs(mixed, 15)[["trial", "step"]]) == (0, 2)
+    # A store written before the column existed: effective MACs are the dense ones.
+    assert _points(pareto_front(mixed.drop(columns="effective_macs"))) == [(0, 1), (1, 1)]
