@@ -108,19 +108,19 @@ def write_table(args, base: dict, tkp: dict, lr: float, variants: list[str], res
     config = validate_config(base)
     baseline = results[0]["cells"][variants[0]]
     lines = [
-        f"TKP against channel pruning: {config.model.name} on {config.data.name} {config.data.image_size}px, dense "
-        f"val accuracy {baseline['baseline_accuracy']:.4f} ({baseline['baseline_macs']:,} MACs); {args.epochs} "
-        f"training epochs per cell (two-stage: {args.stage1} + {args.epochs - args.stage1}); beta {tkp['beta']:g}, "
-        f"alpha {tkp['alpha']:g}, stage-1 lr {tkp['stage1_lr']:g}, stage-2 / recovery lr {lr:g}; distillation "
-        f"kd_alpha {config.recovery.kd_alpha:g}.",
-        f"Machine: {platform.machine()} {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{time.strftime('%Y-%m-%d')}, load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, at end "
-        f"{os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s for the table.",
-        f"Command: `.venv/bin/python bench/tkp.py {args.config} --topk {args.topk} --variants '{args.variants}' "
-        f"--epochs {args.epochs} --stage1 {args.stage1}{'' if args.alpha is None else f' --alpha {args.alpha:g}'}`",
+        (f"TKP against channel pruning: {config.model.name} on {config.data.name} {config.data.image_size}px, dense "
+         f"val accuracy {baseline['baseline_accuracy']:.4f} ({baseline['baseline_macs']:,} MACs); {args.epochs} "
+         f"training epochs per cell (two-stage: {args.stage1} + {args.epochs - args.stage1}); beta "
+         f"{tkp['beta']:g}, alpha {tkp['alpha']:g}, stage-1 lr {tkp['stage1_lr']:g}, stage-2 / recovery lr {lr:g}; "
+         f"distillation kd_alpha {config.recovery.kd_alpha:g}."),
+        (f"Machine: {platform.machine()} {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+         f"{time.strftime('%Y-%m-%d')}, load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}, at end "
+         f"{os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s for the table."),
+        (f"Command: `.venv/bin/python bench/tkp.py {args.config} --topk {args.topk} --variants '{args.variants}' "
+         f"--epochs {args.epochs} --stage1 {args.stage1}{'' if args.alpha is None else f' --alpha {args.alpha:g}'}`"),
         "",
-        "Each cell: accuracy after the mask or cut (BN recalibrated) -> after training. Channel: one cut to the "
-        "TKP rows' effective MAC ratio (its dense MAC ratio in brackets).",
+        ("Each cell: accuracy after the mask or cut (BN recalibrated) -> after training. Channel: one cut to the "
+         "TKP rows' effective MAC ratio (its dense MAC ratio in brackets)."),
         "",
         "| K | effective MACs | " + " | ".join(variants) + " | channel |",
         "| --- | --- | " + " | ".join("---" for _ in variants) + " | --- |",
@@ -129,7 +129,7 @@ def write_table(args, base: dict, tkp: dict, lr: float, variants: list[str], res
         cells = result["cells"]
         best = max(cell["accuracy"] for cell in cells.values())
 
-        def show(cell: dict) -> str:
+        def show(cell: dict, best: float = best) -> str:
             final = f"**{cell['accuracy']:.4f}**" if cell["accuracy"] == best else f"{cell['accuracy']:.4f}"
             return f"{cell['pre_accuracy']:.4f} -> {final}"
 

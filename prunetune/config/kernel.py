@@ -118,8 +118,9 @@ def refuse_idle_tkp(job: Any) -> None:
     """
     changed = job.tkp.changed()
     if not job.tkp.enabled and changed:
-        raise ConfigError([("tkp", f"{', '.join(changed)} set but topk and nm are both null, so TKP is off: set "
-                                   "topk (convs) or nm (Linear layers), or remove them")])
+        message = (f"{', '.join(changed)} set but topk and nm are both null, so TKP is off: set topk (convs) or nm "
+                   "(Linear layers), or remove them")
+        raise ConfigError([("tkp", message)])
 
 
 def check_tkp_with_job(job: Any) -> None:
