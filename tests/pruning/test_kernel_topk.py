@@ -220,3 +220,32 @@ def test_semi_structured_runs_a_2_4_linear_on_cuda_with_the_dense_result():
     assert outcome.converted == ["0", "2"], outcome.skipped
     assert torch.allclose(model(inputs), expected, atol=1e-2, rtol=1e-2)
     assert math.isfinite(float(model(inputs).float().sum()))
+
+
+def test_a_registered_regulariser_is_validated_listed_and_used_by_the_loss():
+    from prunetune.config import load_config
+    from prunetune.pruning.kernel_penalty import TailPenalty
+    from prunetune.registry import TKP_REGULARISERS
+
+    TKP_REGULARISERS.register("first_only")(TailPenalty("the first coefficient beyond the top K", ("beta",),
+                                                        lambda tail, alpha: torch.eye(tail)[0]))
+    try:
+        assert load_config(None, ["tkp.topk=1", "tkp.reg_type=first_only", "tkp.beta=5"]).tkp.reg_type == "first_only"
+        with pytest.raises(Exception, match="alpha set but reg_type first_only does not read it"):
+            load_config(None, ["tkp.topk=1", "tkp.reg_type=first_only", "tkp.alpha=1"])
+        conv = nn.Conv2d(1, 1, 3, bias=False)
+        with torch.no_grad():
+            conv.weight[0, 0] = torch.tensor(KERNEL)
+        layers = select_kernel_layers(nn.Sequential(conv, nn.Flatten(), nn.Linear(1, 2)),
+                                      TkpConfig(topk=2), torch.zeros(1, 1, 3, 3))
+        assert float(tail_loss(layers, get_penalty("first_only"), 0.0).detach()) == pytest.approx(TAIL_SQUARES[0])
+    finally:
+        TKP_REGULARISERS.remove("first_only")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal without a GPU")
+def test_semi_structured_refuses_without_cuda_in_one_line():
+    from prunetune.errors import UserError
+
+    with pytest.raises(UserError, match="semi-structured 2:4 weights need a CUDA GPU"):
+        semi_structured(nn.Linear(8, 8))
