@@ -102,8 +102,8 @@ def _tkp_summary(tkp) -> str:
     if not tkp.enabled:
         return ""
     kept = [f"top-{tkp.topk} per kernel"] * (tkp.topk is not None) + [f"{tkp.nm} Linear"] * (tkp.nm is not None)
-    return f" | TKP {' + '.join(kept)}, stage 1 {tkp.reg_type} ({tkp.stage1_epochs} epochs), stage 2 " \
-           f"{tkp.stage2_epochs} epochs"
+    epochs = [f"{n} epoch{'s' if n != 1 else ''}" for n in (tkp.stage1_epochs, tkp.stage2_epochs)]
+    return f" | TKP {' + '.join(kept)}: stage 1 {epochs[0]} ({tkp.reg_type}), stage 2 {epochs[1]}"
 
 
 def _print_baseline(info: dict[str, Any]) -> None:

@@ -113,7 +113,8 @@ def _sparse_pretraining(student, teacher, pruner: Pruner, baseline: Baseline, co
             start_accuracy=-1.0, on_epoch=on_epoch, epochs=recovery.sparse_pretrain_epochs)
 
 
-def _targets(config: JobConfig, student, example, get_pruner: Callable[[], Pruner], baseline: Baseline) -> list[float]:
+def _targets(config: JobConfig, student, example, get_pruner: Callable[[], Pruner],
+             baseline: Baseline) -> list[float]:
     def solve() -> float:
         # The dense model's ranking decides the cut at every candidate sparsity: scored once,
         # here, where the criterion's statistics and gradients exist (the solver cuts copies).
@@ -184,16 +185,17 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
         on_baseline({"accuracy": baseline.record.accuracy, "macs": dense.macs, "params": dense.params,
                      "threshold": threshold, "reused": baseline.reused, "directory": str(baseline.directory)})
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
+    built: list[Pruner] = []  # once, on first need: the TKP stage alone needs no channel groups in scope
 
-    def make_pruner() -> Pruner:
-        return Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
+    def student_pruner() -> Pruner:
+        if not built:
+            built.append(Pruner(student, example, pruning, seed=config.seed, latency=config.latency))
+        return built[0]
 
-    # Built only for a schedule with steps: the TKP stage alone needs no channel groups in scope.
-    pruner = make_pruner() if config.recovery.sparse_pretrain_epochs else None
-    if pruner is not None:
-        _sparse_pretraining(student, teacher, pruner, baseline, config, on_epoch)
-    targets = _targets(config, student, example, lambda: pruner or make_pruner(), baseline)
-    pruner = pruner or (make_pruner() if targets else None)
+    if config.recovery.sparse_pretrain_epochs:
+        _sparse_pretraining(student, teacher, student_pruner(), baseline, config, on_epoch)
+    targets = _targets(config, student, example, student_pruner, baseline)
+    pruner = student_pruner() if targets else None
     reference = (dense_reference(unpruned, loaders.calibration, runtime, pruning.calibration_batches)
                  if targets and get_repair(pruning.repair).needs_reference else None)
     entropy = (VarianceEntropy(stat_points(student, pruner.groups(), example))

@@ -24,7 +24,7 @@ def test_prunetune_run_on_the_tkp_example_reports_the_tkp_row_with_its_effective
     result = CliRunner().invoke(app, ["run", str(EXAMPLE), *TINY, f"storage.root={tmp_path / 'runs'}",
                                       "--dir", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "TKP top-2 per kernel, stage 1 exponential (1 epochs), stage 2 1 epochs" in result.output
+    assert "TKP top-2 per kernel: stage 1 1 epoch (exponential), stage 2 1 epoch" in result.output
     rows = pd.read_parquet(tmp_path / "run" / "rows.parquet")
     assert list(rows["phase"]) == ["prune", "tkp"]
     tkp = rows.iloc[1]

@@ -99,3 +99,15 @@ def test_the_front_ranks_by_effective_macs_and_older_stores_fall_back_to_macs():
     assert tuple(best_within_macs(mixed, 15)[["trial", "step"]]) == (0, 2)
     # A store written before the column existed: effective MACs are the dense ones.
     assert _points(pareto_front(mixed.drop(columns="effective_macs"))) == [(0, 1), (1, 1)]
+
+
+def test_hypervolume_by_default_counts_a_tkp_step_at_its_effective_mac_ratio():
+    # Channel-only (0.9, 0.4) beside a TKP step with the same dense ratio and a quarter of it effective.
+    mixed = _table([(0, 1, 0.90, 40, True), (1, 1, 0.90, 40, True)])
+    mixed["effective_mac_ratio"] = [0.4, 0.1]
+    reference = {"accuracy": 0.6, "effective_mac_ratio": 1.0}
+    assert hypervolume(mixed, reference) == pytest.approx((0.9 - 0.6) * (1 - 0.1))
+    # A channel-only store (no effective column) scores what mac_ratio gives.
+    assert hypervolume(mixed.drop(columns="effective_mac_ratio"), reference) == pytest.approx((0.9 - 0.6) * (1 - 0.4))
+    comparison = compare_fronts({"channel": mixed.iloc[:1], "tkp": mixed.iloc[1:]}, reference)
+    assert comparison.dominated_share == {"channel": 1.0, "tkp": 0.0}
