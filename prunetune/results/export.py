@@ -74,7 +74,7 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
                  portable: bool = False) -> Exported:
     """Write step ``step`` of trial ``trial`` of a search (name under ``storage``, or its home folder)."""
     saved = open_search(experiment, storage)
-    rows = load(saved.home)
+    rows = load(experiment, storage)
     row = find_row(rows, trial, step)
     if not row["checkpoint"]:
         kept = rows[(rows["trial"] == trial) & (rows["checkpoint"] != "")]["step"].astype(int).tolist()
