@@ -5,6 +5,15 @@ import pytest
 from prunetune.config import load_config
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_search_index(tmp_path_factory):
+    """The index of searches every driver writes (prunetune/search_index.py) lives under tmp for the
+    whole session, subprocesses included: tests never touch the user's ~/.local/share."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data-home")))
+        yield
+
+
 @pytest.fixture
 def tiny_job(tmp_path):
     """A config for a seconds-long baseline: tiny_cnn on a slice of digits at 16px."""

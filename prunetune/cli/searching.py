@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from prunetune.cli.app import ConfigArg, OverridesArg, app, out, print_table, user_facing
+from prunetune.cli.app import ConfigArg, OverridesArg, StorageOpt, app, out, print_table, user_facing
 from prunetune.cli.jobs import print_epoch
 
 @app.command()
@@ -17,7 +17,8 @@ def search(
     name: Annotated[str | None, typer.Option(help="search name (default: the config's name)")] = None,
     num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to complete")] = None,
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
-    storage: Annotated[str | None, typer.Option(help="storage root: a folder, NFS path or URI (s3://...)")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="storage root (sets the config's storage.root): a folder, NFS path or URI (s3://...)")] = None,
 ) -> None:
     """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
     from prunetune.search import run_search
@@ -33,7 +34,7 @@ def search(
 @user_facing
 def resume(
     name: Annotated[str, typer.Argument(help="name of the search to continue")],
-    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+    storage: StorageOpt = None,
     errored: Annotated[bool, typer.Option("--errored", help="also re-run trials that failed")] = False,
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
 ) -> None:
@@ -47,7 +48,7 @@ def resume(
 @user_facing
 def status(
     name: Annotated[str, typer.Argument(help="name of the search")],
-    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+    storage: StorageOpt = None,
 ) -> None:
     """Done / running / failed trials of a search and its best trials so far."""
     from prunetune.search import search_status
@@ -57,7 +58,7 @@ def status(
 
 def _print_outcome(outcome, final: bool = True) -> None:
     from prunetune.results import front_table, load, pareto_front
-    from prunetune.home import STORE_NAME
+    from prunetune.home import STORE_NAME, search_command
     from prunetune.results.store import journal_path
 
     summary = outcome.summary
@@ -80,10 +81,14 @@ def _print_outcome(outcome, final: bool = True) -> None:
     for number, error in summary.errors.items():
         out.print(f"trial {number} failed: {error.strip().splitlines()[-1] if error.strip() else 'no message'}",
                   highlight=False, markup=False)
-    out.print(f"home: {outcome.home}  (next: prunetune pareto {outcome.name} | prunetune report {outcome.name} -o DIR "
-              f"| prunetune export {outcome.name} --trial T --step S -o model.pt)", highlight=False, markup=False)
+    name, storage = outcome.name, outcome.storage
+    out.print(f"home: {outcome.home}  (next: {search_command('pareto', name, storage)} | "
+              f"{search_command('report', name, storage, '-o', 'DIR')} | "
+              f"{search_command('export', name, storage, '--trial', 'T', '--step', 'S', '-o', 'model.pt')})",
+              highlight=False, markup=False)
     if final and outcome.interrupted:
-        out.print(f"interrupted: continue with `prunetune resume {outcome.name}`", highlight=False)
+        out.print(f"interrupted: continue with `{search_command('resume', name, storage)}`", highlight=False,
+                  markup=False)
         raise typer.Exit(130)
 
 

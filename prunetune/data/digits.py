@@ -29,4 +29,5 @@ def digits(config, seed: int) -> Splits:
     )
     train = ImageTensors(images[train_index], labels[train_index])
     val = ImageTensors(images[val_index], labels[val_index])
-    return in_memory_splits(train, val, config, seed, num_classes=10)
+    return in_memory_splits(train, val, config, seed, num_classes=10,
+                            class_names=tuple(str(digit) for digit in bunch.target_names))

@@ -18,6 +18,7 @@ from prunetune.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+EVAL_RESIZE_RATIO = 0.875  # evaluation resizes the shorter side to size / 0.875, then centre-crops size
 
 
 def _tree(root: Path, split: str, transform) -> datasets.ImageFolder:
@@ -42,11 +43,8 @@ def imagefolder(config, seed: int) -> Splits:
     gray = [transforms.Grayscale(1)] if config.channels == 1 else []
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if config.channels == 3 else ((0.449,), (0.226,))
     finish = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-    augment = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()] if config.augment else [
-        transforms.Resize(int(round(size / 0.875))),
-        transforms.CenterCrop(size),
-    ]
-    evaluate = [transforms.Resize(int(round(size / 0.875))), transforms.CenterCrop(size)]
+    evaluate = [transforms.Resize(int(round(size / EVAL_RESIZE_RATIO))), transforms.CenterCrop(size)]
+    augment = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()] if config.augment else evaluate
     train = _tree(root, "train", transforms.Compose(gray + augment + finish))
     val = _tree(root, "val", transforms.Compose(gray + evaluate + finish))
     plain_train = datasets.ImageFolder(str(root / "train"), transform=transforms.Compose(gray + evaluate + finish))
@@ -69,4 +67,5 @@ def imagefolder(config, seed: int) -> Splits:
         image_size=size,
         mean=mean,
         std=std,
+        class_names=tuple(train.classes),  # the class folders, sorted: ImageFolder's label order
     )

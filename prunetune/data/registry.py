@@ -57,6 +57,14 @@ class Splits:
     # their transforms).
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # The name of each class index (what a deployed model's argmax means); default "0", "1", ...
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            object.__setattr__(self, "class_names", tuple(str(index) for index in range(self.num_classes)))
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{self.num_classes} classes but {len(self.class_names)} class names")
 
     @property
     def in_memory(self) -> bool:
@@ -72,9 +80,12 @@ def build_splits(config, seed: int) -> Splits:
 
 
 def in_memory_splits(
-    train: ImageTensors, val: ImageTensors, config, seed: int, num_classes: int
+    train: ImageTensors, val: ImageTensors, config, seed: int, num_classes: int,
+    class_names: tuple[str, ...] = (),
 ) -> Splits:
-    """Apply the size caps, draw the calibration subset from train and compute the norm."""
+    """Apply the size caps, draw the calibration subset from train and compute the norm.
+
+    ``class_names``: each label's name (default: the label's number as text)."""
     generator = torch.Generator().manual_seed(seed)
     if config.train_size is not None and config.train_size < len(train):
         train = train.subset(torch.randperm(len(train), generator=generator)[: config.train_size])
@@ -92,6 +103,7 @@ def in_memory_splits(
         image_size=train.images.shape[-1],
         mean=mean,
         std=std,
+        class_names=tuple(class_names),
     )
 
 

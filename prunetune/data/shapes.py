@@ -120,4 +120,4 @@ def shapes(config, seed: int) -> Splits:
     val = generate(config.val_size or DEFAULT_VAL, config.image_size, seed * 2 + 2)
     if config.channels != 3:
         train, val = (ImageTensors(resize_images(s.images, config.image_size, 1), s.labels) for s in (train, val))
-    return in_memory_splits(train, val, config, seed, num_classes=len(CLASSES))
+    return in_memory_splits(train, val, config, seed, num_classes=len(CLASSES), class_names=CLASSES)

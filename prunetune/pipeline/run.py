@@ -17,6 +17,7 @@ row), ``final_step`` (the final fine-tuning), ``record_step`` (keep, save, repor
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from torch import nn
 
 from prunetune.baseline import Baseline, prepare_baseline
 from prunetune.config import JobConfig
+from prunetune.data.deployment import DEPLOYMENT_FILE, deployment_info
 from prunetune.io import write_atomic
 from prunetune.models.complexity import Complexity, measure
 from prunetune.models.latency import model_latency
@@ -168,6 +170,9 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
     """Baseline, threshold, teacher and student, pruner, dense reference, targets and the loss."""
     write_atomic(directory / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False)))
     baseline = prepare_baseline(config)
+    # What `prunetune export RUN_DIR` stores for a deployer (class names, preprocessing), from the splits used.
+    deployment = json.dumps(deployment_info(config, baseline.splits), indent=1)
+    write_atomic(directory / DEPLOYMENT_FILE, lambda p: p.write_text(deployment))
     runtime, loaders, pruning = baseline.runtime, baseline.loaders, config.pruning
     seed_everything(config.seed)
     unpruned = baseline.model.eval().requires_grad_(False)

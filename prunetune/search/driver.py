@@ -22,12 +22,14 @@ from ray import tune
 
 from prunetune.baseline import EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
+from prunetune.data.deployment import deployment_info
 from prunetune.errors import UserError
-from prunetune.home import (SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state, experiment_exists,
-                            experiment_path, is_uri, open_home, search_home)
+from prunetune.home import (DEFAULT_STORAGE, SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state,
+                            experiment_exists, experiment_path, is_uri, open_home, search_command, search_home)
 from prunetune.internals import repoint_restored_tuner
 from prunetune.objectives import OBJECTIVES
 from prunetune.samplers import make_sampler
+from prunetune.search_index import remember
 from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
                                         trial_tracebacks_unprinted)
 from prunetune.search.searcher import MovedSearchGenerator, StudySearch
@@ -44,6 +46,7 @@ class SearchOutcome:
     summary: StudySummary
     requested: int
     driver: DriverState | None = None  # status only: the driver that last ran the search
+    storage: str = DEFAULT_STORAGE  # the storage root it lives under (absolute), for the commands that find it again
 
     @property
     def interrupted(self) -> bool:
@@ -103,7 +106,7 @@ def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: 
 def _take_name(root: str, name: str, home: Path) -> None:
     # The home's mkdir is the search's first act: of two drivers started at once, one wins.
     taken = UserError(f"a search named {name!r} already exists under {root}; resume it with "
-                      f"`prunetune resume {name}` or choose another --name")
+                      f"`{search_command('resume', name, root)}` or choose another --name")
     if (home / "search.json").exists() or (is_uri(root) and experiment_exists(root, name)):
         raise taken
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -149,8 +152,10 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
         raise
     (home / "search.json").write_text(json.dumps({"format": SEARCH_FORMAT, "name": name, "job": job,
-                                                  "num_samples": num_samples, "baseline": str(baseline.directory)},
+                                                  "num_samples": num_samples, "baseline": str(baseline.directory),
+                                                  "deployment": deployment_info(config, baseline.splits)},
                                                  indent=2))
+    remember(name, root, home)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
@@ -166,21 +171,22 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
             tuner.fit()
     finally:
         beat(home, ended=True)
-    return SearchOutcome(name, home, summarise(study), num_samples)
+    return SearchOutcome(name, home, summarise(study), num_samples, storage=root)
 
 
-def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
+def resume_search(name: str, storage: str | None = None, resume_errored: bool = False, address: str | None = None,
                   verbose: int = 1) -> SearchOutcome:
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored.
 
-    Every path comes from the home named here, not from where the search started: a home
-    moved to another folder or machine resumes with ``--storage NEW``.
+    ``storage``: the root it lives under (default: ``./runs``, then the index of searches).
+    Every path comes from the home found here, not from where the search started: a home
+    moved to another folder or machine resumes with ``storage=NEW`` (``--storage NEW``).
     """
-    saved = open_home(name, root)
+    saved = open_home(name, storage)
     driver = driver_state(saved.home)
     if driver is not None and driver.alive:
         raise UserError(f"{name}: its {driver.describe()}; stop it first or wait for it to end")
-    config, space, meta, home, root = _moved(saved), saved.space, saved.meta, saved.home, saved.root
+    config, space, meta, home, root = _moved(saved), saved.space, saved.meta, saved.home, saved.storage
     objective = OBJECTIVES.get(config.search.objectives)
     storage = study_storage(config.storage.study_url, home)
     study = open_study(storage, name, objective)
@@ -201,17 +207,18 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     repoint_restored_tuner(tuner, searcher if is_uri(root) else MovedSearchGenerator(searcher, root, name),
                            _callbacks(study, home, name, config, space, verbose))
     beat(home)
+    remember(name, root, home)  # where it is now, if it moved
     try:
         with trial_tracebacks_unprinted():
             tuner.fit()
     finally:
         beat(home, ended=True)
-    return SearchOutcome(name, home, summarise(study), meta["num_samples"])
+    return SearchOutcome(name, home, summarise(study), meta["num_samples"], storage=root)
 
 
 def _moved(saved) -> JobConfig:
     """The job with ``storage.root`` where the user found the search (it may have moved since)."""
-    return saved.job.model_copy(update={"storage": saved.job.storage.model_copy(update={"root": saved.root})})
+    return saved.job.model_copy(update={"storage": saved.job.storage.model_copy(update={"root": saved.storage})})
 
 
 def _baseline_folder(recorded: str, root: str) -> Path:
@@ -220,8 +227,10 @@ def _baseline_folder(recorded: str, root: str) -> Path:
     return Path(recorded) if Path(recorded).exists() or is_uri(root) else moved
 
 
-def search_status(name: str, root: str = "runs") -> SearchOutcome:
-    saved = open_home(name, root)
+def search_status(name: str, storage: str | None = None) -> SearchOutcome:
+    """Finished / running / failed trials of the search ``name`` under ``storage`` (default as ``resume_search``)."""
+    saved = open_home(name, storage)
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
                        OBJECTIVES.get(saved.job.search.objectives))
-    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home))
+    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home),
+                         saved.storage)

@@ -1,5 +1,6 @@
 """A real tiny search read back through prunetune.results: store, rebuild, front, export, report, CLI."""
 
+import io
 import json
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_a_starting_search_adds_the_rows_ray_recorded_that_its_store_lacks(searc
     live = load("res", job.storage.root)
     live.drop(index=[0, len(live) - 1]).to_parquet(outcome.home / "results.parquet", index=False)
     saved = open_search("res", job.storage.root)
-    recorder = ResultsRecorder(saved.home, saved.name, saved.root, saved.job, saved.space, open_search_study(saved))
+    recorder = ResultsRecorder(saved.home, saved.name, saved.storage, saved.job, saved.space, open_search_study(saved))
     recorder.setup()  # what Ray calls when a search starts or resumes
     caught_up = load("res", job.storage.root)
     key = ["trial", "step"]
@@ -94,13 +95,19 @@ def test_a_starting_search_adds_the_rows_ray_recorded_that_its_store_lacks(searc
                                   check_dtype=False)
 
 
-def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(searched, tmp_path):
+def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(searched, tmp_path, capfd, caplog):
     job, _ = searched
     rows = load("res", job.storage.root)
     chosen = pareto_front(rows).iloc[0]
+    capfd.readouterr()
+    caplog.clear()
     exported = export_model("res", int(chosen["trial"]), int(chosen["step"]), tmp_path / "model.pt",
                             job.storage.root, portable=True)
-    loaders = prepare_baseline(job).loaders  # the search's baseline, reused by its config hash
+    written = capfd.readouterr()
+    # torch warns (through logging: stderr in the CLI) about a .pt2 written to a name not ending in .pt2
+    assert "Expect archive file" not in written.err + written.out + caplog.text
+    baseline = prepare_baseline(job)  # the search's baseline, reused by its config hash
+    loaders = baseline.loaders
     images, labels = zip(*[(x.cpu(), y.cpu()) for x, y in loaders.val])
     torch.save({"x": torch.cat(images), "y": torch.cat(labels)}, tmp_path / "val.pt")
     probe = textwrap.dedent(f"""
@@ -108,20 +115,31 @@ def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(sear
         data = torch.load({str(tmp_path / 'val.pt')!r})
         kind = sys.argv[1]
         if kind == "pt2":
-            model = torch.export.load({str(exported.program)!r}).module()
+            files = {{"metadata.json": ""}}
+            model = torch.export.load({str(exported.program)!r}, extra_files=files).module()
+            metadata = json.loads(files["metadata.json"])
         else:
             payload = torch.load({str(exported.path)!r}, weights_only=False)
-            model = payload["model"]
+            model, metadata = payload["model"], payload["metadata"]
         with torch.no_grad():
             accuracy = (model(data["x"]).argmax(1) == data["y"]).float().mean().item()
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("prunetune", "torch_pruning", "ray", "optuna"))
-        print(json.dumps({{"accuracy": accuracy, "loaded": loaded}}))
+        print(json.dumps({{"accuracy": accuracy, "loaded": loaded, "metadata": metadata}}))
     """)
     for kind in ("pt2", "pt"):
         done = subprocess.run([sys.executable, "-c", probe, kind], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         measured = json.loads(done.stdout)
         assert abs(measured["accuracy"] - chosen["accuracy"]) <= 0.005
+        metadata = measured["metadata"]  # what a deployer needs, in both files
+        assert metadata["class_names"] == [str(digit) for digit in range(10)]
+        assert (metadata["source"], metadata["experiment"], metadata["trial"], metadata["step"]) == (
+            "search", "res", int(chosen["trial"]), int(chosen["step"]))
+        assert metadata["input"]["shape"] == ["batch", 3, 16, 16]
+        normalize = metadata["preprocessing"][-1]
+        assert normalize["op"] == "normalize" and normalize["mean"] == pytest.approx(baseline.splits.mean)
+        assert normalize["std"] == pytest.approx(baseline.splits.std)
+        assert metadata["metrics"]["accuracy"] == chosen["accuracy"]
         if kind == "pt2":
             assert measured["loaded"] == []  # torch alone
         else:  # tiny_cnn's class lives in prunetune's model zoo; no pruning / search code is needed
@@ -155,9 +173,19 @@ def test_pareto_cli_prints_the_front_in_each_format_and_filters_budgets(searched
     assert as_json.exit_code == 0, as_json.output
     records = json.loads(as_json.output)
     assert [(r["trial"], r["step"]) for r in records] == list(zip(front["trial"], front["step"]))
-    assert {"criterion", "accuracy", "MACs", "MAC ratio", "params"} <= set(records[0])
+    # Raw numbers with their units in the names, and each searched setting with its own type.
+    for record, (_, row) in zip(records, front.iterrows()):
+        assert record["accuracy"] == row["accuracy"] and record["mac_ratio"] == row["mac_ratio"]
+        assert record["macs"] == row["macs"] and record["params"] == row["params"]
+        assert record["pruning.criterion"] == row["param.pruning.criterion"]
+        assert record["stop.min_accuracy"] == row["param.stop.min_accuracy"]
+        assert isinstance(record["macs"], int) and isinstance(record["stop.min_accuracy"], float)
     as_csv = runner.invoke(app, ["pareto", "res", "--storage", job.storage.root, "--format", "csv"])
-    assert as_csv.output.splitlines()[0].startswith("trial,step,criterion")
+    from_csv = pd.read_csv(io.StringIO(as_csv.output))
+    assert list(from_csv.columns[:8]) == ["trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio",
+                                          "params"]
+    assert from_csv["accuracy"].tolist() == front["accuracy"].tolist()
+    assert from_csv["macs"].tolist() == front["macs"].tolist()
     table = runner.invoke(app, ["pareto", "res", "--storage", job.storage.root])
     assert "Pareto front" in table.output
     cheapest = front["macs"].min()
