@@ -30,7 +30,9 @@ from prunetune.objectives import OBJECTIVES
 from prunetune.samplers import make_sampler
 from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
                                         trial_tracebacks_unprinted)
+from prunetune.search.scalars import ScalarWriter, ray_event_files_off, ray_loggers
 from prunetune.search.searcher import MovedSearchGenerator, StudySearch
+from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
@@ -97,7 +99,9 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
 
 def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int) -> list:
     return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
-            DriverBeat(home), *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
+            DriverBeat(home), ScalarWriter(home, study, announce=verbose > 0), *ray_loggers(),
+            StepAttributes(study, config.storage.study_url, home, OBJECTIVES.get(config.search.objectives)),
+            *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
 
 
 def _take_name(root: str, name: str, home: Path) -> None:
@@ -162,7 +166,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
                                   callbacks=_callbacks(study, home, name, config, space, verbose)),
     )
     try:
-        with trial_tracebacks_unprinted():
+        with trial_tracebacks_unprinted(), ray_event_files_off():
             tuner.fit()
     finally:
         beat(home, ended=True)
@@ -202,7 +206,7 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
                            _callbacks(study, home, name, config, space, verbose))
     beat(home)
     try:
-        with trial_tracebacks_unprinted():
+        with trial_tracebacks_unprinted(), ray_event_files_off():
             tuner.fit()
     finally:
         beat(home, ended=True)
