@@ -155,12 +155,16 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-SUBJECTS = {  # what each plot shows, under it on the page
-    "accuracy_vs_macs": "Every pruning step of every trial is a model you can export. The orange line is the Pareto "
-                        "front over all of them; its labels tN/sM name trial N, step M, as `prunetune export --trial N "
-                        "--step M` takes them. Grey crosses are steps below the accuracy threshold (red dashes).",
-    "accuracy_vs_sparsity": "Each line is one trial along its pruning schedule, from the baseline at sparsity 0; a "
-                            "cross marks the step below the threshold that ended the trial.",
+SUBJECTS = {  # each plot's heading and what it shows, on the page
+    "accuracy_vs_macs": (
+        "Accuracy against MACs",
+        "Every pruning step of every trial is a model you can export. The orange line is the Pareto front over all of "
+        "them; its labels tN/sM name trial N, step M, as `prunetune export --trial N --step M` takes them. Grey "
+        "crosses are steps below the accuracy threshold (red dashes)."),
+    "accuracy_vs_sparsity": (
+        "Accuracy along each trial's schedule",
+        "Each line is one trial along its pruning schedule, from the baseline at sparsity 0; a cross marks the step "
+        "below the threshold that ended the trial."),
 }
 
 
@@ -173,7 +177,7 @@ def write_report(df: pd.DataFrame, directory: str | Path, title: str, study: opt
     else:
         for plot in (accuracy_vs_macs, accuracy_vs_sparsity):
             image = plot(df, title, report.directory / f"{plot.__name__}.png")
-            report.sections.append(Section(image.stem.replace("_", " "), SUBJECTS[image.stem], image))
+            report.sections.append(Section(*SUBJECTS[image.stem], image))
     if study is not None:
         report.sections.append(_importance_section(study, df, objective or OBJECTIVES.get("accuracy_macs"), title,
                                                    report))
@@ -184,7 +188,7 @@ def write_report(df: pd.DataFrame, directory: str | Path, title: str, study: opt
 def _importance_section(study: optuna.Study, df: pd.DataFrame, objective: Objective, title: str,
                         report: Report) -> Section:
     found = setting_importance(study, df, objective)
-    heading = "which searched settings matter"
+    heading = "Which searched settings matter"
     if not found.shown:
         report.notes.append(f"setting importance not shown: {found.reason}")
         return Section(heading, f"Not shown: {found.reason}. See docs/inspecting-a-search.md.")
