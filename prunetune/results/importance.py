@@ -63,7 +63,7 @@ def front_references(objective: Objective, rows: pd.DataFrame) -> tuple[dict[str
     """The columns, directions and reference point of a trial's hypervolume under ``objective``.
 
     Accuracy is measured above the trial's threshold, MACs as a share of the baseline's
-    (``mac_ratio`` below 1), latency below the slowest step measured (rows hold no
+    (``mac_ratio`` below 1), latency in ms below the slowest step in ``rows`` (rows hold no
     baseline latency).
     """
     columns, reference = {}, {}
@@ -78,17 +78,19 @@ def front_references(objective: Objective, rows: pd.DataFrame) -> tuple[dict[str
 
 
 def trial_front_volumes(rows: pd.DataFrame, objective: Objective) -> dict[int, float]:
-    """Trial number -> the hypervolume its feasible steps dominate (0 without a feasible step)."""
-    volumes = {}
-    for number, steps in rows.dropna(subset=["trial"]).groupby("trial"):
-        columns, reference = front_references(objective, steps)
-        volumes[int(number)] = hypervolume(steps, reference, columns) if steps["feasible"].astype(bool).any() else 0.0
-    return volumes
+    """Trial number -> the hypervolume its feasible steps dominate (0 without a feasible step).
+
+    One reference point for all the trials in ``rows``, so their volumes compare.
+    """
+    rows = rows.dropna(subset=["trial"])
+    columns, reference = front_references(objective, rows)
+    return {int(number): hypervolume(steps, reference, columns) if steps["feasible"].astype(bool).any() else 0.0
+            for number, steps in rows.groupby("trial")}
 
 
 def target_description(objective: Objective) -> str:
     axes = " x ".join({"accuracy": "accuracy above the threshold", "macs": "share of the baseline's MACs removed"}
-                      .get(goal.column, f"{goal.column} below the slowest step") for goal in objective.goals)
+                      .get(goal.column, f"{goal.column} below the slowest step of all trials") for goal in objective.goals)
     return f"hypervolume of the trial's feasible steps ({axes})"
 
 

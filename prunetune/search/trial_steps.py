@@ -4,8 +4,9 @@ A trial's objective values are one step's (its most pruned feasible one), while 
 taken over every step. A multi-objective study cannot take intermediate values
 (``trial.report`` refuses), so each step goes into the trial's user attributes as it
 arrives: ``step_<k>`` (its accuracy before and after recovery, MAC ratio, MACs, sparsity,
-feasibility), ``front_hypervolume`` (what the report ranks trials by for importance,
-``results/importance.py``) and ``feasible_steps``. The dashboard lists them on the trial's
+feasibility), ``feasible_steps`` and ``front_hypervolume`` (what the report ranks trials by
+for importance, ``results/importance.py``; not for latency objectives, whose reference is the
+slowest step of all the trials, known only once they are all in). The dashboard lists them on the trial's
 page, and the numeric ones are targets of its plots and columns of its trials table.
 """
 
@@ -49,8 +50,9 @@ class StepAttributes(tune.Callback):
         steps[step] = {key: result.get(key) for key in RANKED_BY} | {"trial": number}
         frame = pd.DataFrame(list(steps.values()))
         attributes = {f"step_{step}": {field: result.get(key) for field, key in STEP_FIELDS.items()},
-                      "front_hypervolume": trial_front_volumes(frame, self.objective)[number],
                       "feasible_steps": int(frame["feasible"].astype(bool).sum())}
+        if not self.objective.measures_latency:  # latency has no baseline: no reference point shared by trials
+            attributes["front_hypervolume"] = trial_front_volumes(frame, self.objective)[number]
         if self.storage is None:
             self.storage = study_storage(self.study_url, self.home)
         storage = self.storage

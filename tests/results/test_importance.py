@@ -66,6 +66,14 @@ def test_a_trial_is_ranked_by_the_hypervolume_its_feasible_steps_dominate():
     assert volumes[1] == 0.0  # no feasible step: the worst a trial can do
 
 
+def test_latency_is_measured_below_the_slowest_step_of_all_the_trials():
+    rows = pd.DataFrame([
+        {"trial": 0, "step": 1, "accuracy": 0.98, "latency_ms": 2.0, "threshold": 0.97, "feasible": True},
+        {"trial": 1, "step": 1, "accuracy": 0.98, "latency_ms": 4.0, "threshold": 0.97, "feasible": True}])
+    volumes = trial_front_volumes(rows, OBJECTIVES.get("accuracy_latency"))
+    assert volumes == {0: pytest.approx(0.01 * 2.0), 1: 0.0}  # the same reference (4 ms) for both trials
+
+
 def test_below_the_trial_threshold_nothing_is_shown_and_the_reason_says_why(tmp_path):
     study, rows = searched(3)
     found = setting_importance(study, rows, ACCURACY_MACS)
