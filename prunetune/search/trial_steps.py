@@ -7,7 +7,8 @@ arrives: ``step_<k>`` (its accuracy before and after recovery, MAC ratio, MACs, 
 feasibility), ``feasible_steps`` and ``front_hypervolume`` (what the report ranks trials by
 for importance, ``results/importance.py``; not for latency objectives, whose reference is the
 slowest step of all the trials, known only once they are all in). The dashboard lists them on the trial's
-page, and the numeric ones are targets of its plots and columns of its trials table.
+page (values to four decimals: the exact ones are in ``results.parquet``), and the numeric
+ones are targets of its plots and columns of its trials table.
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ class StepAttributes(tune.Callback):
         steps = self.steps.setdefault(trial.trial_id, {})
         steps[step] = {key: result.get(key) for key in RANKED_BY} | {"trial": number}
         frame = pd.DataFrame(list(steps.values()))
-        attributes = {f"step_{step}": {field: result.get(key) for field, key in STEP_FIELDS.items()},
+        attributes = {f"step_{step}": {field: _shown(result.get(key)) for field, key in STEP_FIELDS.items()},
                       "feasible_steps": int(frame["feasible"].astype(bool).sum())}
         if not self.objective.measures_latency:  # latency has no baseline: no reference point shared by trials
-            attributes["front_hypervolume"] = trial_front_volumes(frame, self.objective)[number]
+            attributes["front_hypervolume"] = round(trial_front_volumes(frame, self.objective)[number], 8)
         if self.storage is None:
             self.storage = study_storage(self.study_url, self.home)
         storage = self.storage
@@ -63,3 +64,8 @@ class StepAttributes(tune.Callback):
                 storage.set_trial_user_attr(trial_id, key, value)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # the study already closed this record (a failed trial's late report): its steps are in the store
+
+
+def _shown(value):
+    """Four decimals, as the dashboard prints each step on one line (exact values: results.parquet)."""
+    return round(value, 4) if isinstance(value, float) else value
