@@ -102,7 +102,8 @@ def accuracy_vs_sparsity(df: pd.DataFrame, title: str, path: Path) -> Path:
     criteria = df[CRITERION].fillna("?").astype(str) if CRITERION in df.columns else pd.Series("?", index=df.index)
     colours = {name: colormaps["tab10"](index % 10) for index, name in enumerate(sorted(criteria.unique()))}
     baseline = _baseline(df)
-    for _, rows in df.assign(criterion=criteria).groupby("trial", dropna=False):
+    labelled = df["trial"].nunique() <= 12  # which line is which trial, while the labels stay legible
+    for number, rows in df.assign(criterion=criteria).groupby("trial", dropna=False):
         rows = rows.sort_values("step")
         colour = colours[rows["criterion"].iloc[0]]
         xs, ys = list(rows["sparsity"]), list(rows["accuracy"])
@@ -110,6 +111,9 @@ def accuracy_vs_sparsity(df: pd.DataFrame, title: str, path: Path) -> Path:
             xs, ys = [0.0, *xs], [baseline[1], *ys]
         axis.plot(xs, ys, color=colour, alpha=0.6, linewidth=1.2, marker="o", markersize=3)
         last = rows.iloc[-1]
+        if labelled and pd.notna(number):
+            axis.annotate(f"t{int(number)}", (last["sparsity"], last["accuracy"]), textcoords="offset points",
+                          xytext=(4, 3), fontsize=7, color=colour)
         if not last["feasible"]:
             axis.scatter([last["sparsity"]], [last["accuracy"]], marker="x", color=colour, s=40)
     for name, colour in colours.items():
@@ -158,13 +162,13 @@ def _save(fig: Figure, path: Path) -> Path:
 SUBJECTS = {  # each plot's heading and what it shows, on the page
     "accuracy_vs_macs": (
         "Accuracy against MACs",
-        "Every pruning step of every trial is a model you can export. The orange line is the Pareto front over all of "
-        "them; its labels tN/sM name trial N, step M, as `prunetune export --trial N --step M` takes them. Grey "
-        "crosses are steps below the accuracy threshold (red dashes)."),
+        ("Every pruning step of every trial is a model you can export. The orange line is the Pareto front over all "
+         "of them; its labels tN/sM name trial N, step M, as `prunetune export --trial N --step M` takes them. Grey "
+         "crosses are steps below the accuracy threshold (red dashes).")),
     "accuracy_vs_sparsity": (
         "Accuracy along each trial's schedule",
-        "Each line is one trial along its pruning schedule, from the baseline at sparsity 0; a cross marks the step "
-        "below the threshold that ended the trial."),
+        ("Each line is one trial (tN: trial N) along its pruning schedule, from the baseline at sparsity 0; a cross "
+         "marks the step below the threshold that ended the trial.")),
 }
 
 

@@ -5,7 +5,8 @@ prunetune's trial number (what ``pareto`` and ``export`` show):
 
 - ``epoch/*``: every training epoch of the trial (sparse pretraining, each step's recovery,
   the final fine-tuning) numbered along the trial: ``val_accuracy``, ``train_loss``,
-  ``train_accuracy``, ``lr``; the curve drops at each cut and recovers;
+  ``train_accuracy``, ``lr``, and ``mac_ratio`` (the model's MACs in that epoch, as a share
+  of the baseline's: a staircase that marks each cut);
 - ``step/*``: one point per pruning step: ``accuracy`` (after recovery),
   ``accuracy_before_recovery``, ``threshold``, ``mac_ratio``, ``param_ratio``,
   ``sparsity``, ``seconds`` (and ``latency_ms`` when measured);
@@ -70,11 +71,12 @@ class ScalarWriter(tune.Callback):
         self.announce = announce
         self.writers: dict[str, object] = {}  # Ray trial id -> its SummaryWriter
         self.epochs: dict[str, int] = {}  # Ray trial id -> epochs written
+        self.mac_ratio: dict[str, float] = {}  # Ray trial id -> its model's MAC ratio after the last step
 
     # Ray pickles callbacks into its experiment state: open writers cannot be, and a resumed
     # driver opens new ones (TensorBoard reads every event file of a run folder).
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "writers": {}, "epochs": {}}  # TrialNumbers pickles without its study
+        return {**self.__dict__, "writers": {}, "epochs": {}, "mac_ratio": {}}  # TrialNumbers pickles without its study
 
     def setup(self, **info) -> None:
         if self.announce:
@@ -96,10 +98,17 @@ class ScalarWriter(tune.Callback):
         if "step" not in result:
             return
         writer = self._writer(trial)
-        for record in result.get(EPOCHS_KEY) or []:
+        records = result.get(EPOCHS_KEY) or []
+        # The step's own recovery epochs are its last epochs_run; any before them (sparse
+        # pretraining) trained the model as the previous step left it.
+        recovering = len(records) - int(result.get("epochs_run") or 0)
+        before = self.mac_ratio.get(trial.trial_id, 1.0)
+        for index, record in enumerate(records):
             self.epochs[trial.trial_id] = epoch = self.epochs.get(trial.trial_id, 0) + 1
             for name in EPOCH_SCALARS:
                 _scalar(writer, f"epoch/{name}", record.get(name), epoch)
+            _scalar(writer, "epoch/mac_ratio", result.get("mac_ratio") if index >= recovering else before, epoch)
+        self.mac_ratio[trial.trial_id] = result.get("mac_ratio", before)
         for tag, key in STEP_SCALARS.items():
             _scalar(writer, f"step/{tag}", result.get(key), int(result["step"]))
         writer.flush()

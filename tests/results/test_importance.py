@@ -13,7 +13,11 @@ from typer.testing import CliRunner
 from prunetune.cli import app
 from prunetune.home import STORE_NAME
 from prunetune.registry import OBJECTIVES
-from prunetune.results.importance import MIN_TRIALS, setting_importance, trial_front_volumes
+from prunetune.results.importance import (
+    MIN_TRIALS,
+    setting_importance,
+    trial_front_volumes,
+)
 from prunetune.results.report import importance_plot, write_report
 from prunetune.results.store import Store, make_row
 from prunetune.step_row import ROW_COLUMNS

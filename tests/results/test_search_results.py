@@ -202,6 +202,9 @@ def test_tensorboard_holds_every_epoch_and_every_step_of_each_trial_under_the_ho
         # Every recovery epoch, numbered along the trial: one per epoch the steps ran.
         epochs = events.Scalars("epoch/val_accuracy")
         assert [point.step for point in epochs] == list(range(1, int(steps["epochs_run"].sum()) + 1))
+        # The model's size in each epoch: each step's MAC ratio for its recovery epochs (a staircase at the cuts).
+        sizes = [ratio for ratio, count in zip(steps["mac_ratio"], steps["epochs_run"]) for _ in range(count)]
+        assert [point.value for point in events.Scalars("epoch/mac_ratio")] == pytest.approx(sizes, abs=1e-6)
         assert {"epoch/train_loss", "epoch/lr", "step/threshold", "step/accuracy_before_recovery"} <= \
             set(events.Tags()["scalars"])
     # Ray's own logger (one point per step, into its trial folders) is off.
