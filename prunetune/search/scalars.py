@@ -44,7 +44,7 @@ def tensorboard_hint(home: Path) -> str:
     folder = (home / TENSORBOARD_DIR).resolve()
     missing = "" if importlib.util.find_spec("tensorboard") else \
         " (TensorBoard is not installed: pip install 'prunetune[tensorboard]')"
-    return f"curves per epoch and per step: tensorboard --logdir {folder}{missing}"
+    return f"TensorBoard (every trial's epochs and steps): tensorboard --logdir {folder}{missing}"
 
 
 def ray_loggers() -> list:
