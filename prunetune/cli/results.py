@@ -117,13 +117,15 @@ def report_command(
     storage: StorageOpt = None,
 ) -> None:
     """Plots of a search (accuracy vs MACs with the front, accuracy vs sparsity, importance) and an HTML page."""
+    from prunetune.registry import OBJECTIVES
     from prunetune.results import front_table, load, pareto_front, write_report
     from prunetune.results.experiment import open_search, open_search_study
 
     saved = open_search(name, storage)
     rows = load(name, storage)
     front = front_table(pareto_front(rows)) if not rows.empty else None
-    report = write_report(rows, output, saved.name, open_search_study(saved), front)
+    report = write_report(rows, output, saved.name, open_search_study(saved), front,
+                          OBJECTIVES.get(saved.job.search.objectives))
     for image in report.images:
         out.print(f"wrote {image}", highlight=False)
     for note in report.notes:

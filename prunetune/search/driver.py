@@ -32,7 +32,9 @@ from prunetune.samplers import make_sampler
 from prunetune.search_index import remember
 from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
                                         trial_tracebacks_unprinted)
+from prunetune.search.scalars import ScalarWriter, ray_event_files_off, ray_loggers
 from prunetune.search.searcher import MovedSearchGenerator, StudySearch
+from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
@@ -100,7 +102,9 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
 
 def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int) -> list:
     return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
-            DriverBeat(home), *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
+            DriverBeat(home), ScalarWriter(home, study, announce=verbose > 0), *ray_loggers(),
+            StepAttributes(study, config.storage.study_url, home, OBJECTIVES.get(config.search.objectives)),
+            *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
 
 
 def _take_name(root: str, name: str, home: Path) -> None:
@@ -167,7 +171,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
                                   callbacks=_callbacks(study, home, name, config, space, verbose)),
     )
     try:
-        with trial_tracebacks_unprinted():
+        with trial_tracebacks_unprinted(), ray_event_files_off():
             tuner.fit()
     finally:
         beat(home, ended=True)
@@ -209,7 +213,7 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
     beat(home)
     remember(name, root, home)  # where it is now, if it moved
     try:
-        with trial_tracebacks_unprinted():
+        with trial_tracebacks_unprinted(), ray_event_files_off():
             tuner.fit()
     finally:
         beat(home, ended=True)

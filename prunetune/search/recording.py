@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 import time
 from pathlib import Path
 
@@ -40,22 +40,27 @@ def error_location(trial, root: str) -> str:
 
 
 @contextmanager
-def trial_tracebacks_unprinted() -> Iterator[None]:
+def tune_variable(name: str, value: str) -> Iterator[None]:
+    """A Ray Tune environment variable set while a search runs (Tune reads them as ``fit`` starts), then restored."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def trial_tracebacks_unprinted() -> AbstractContextManager[None]:
     """Ray's own print of each failed trial's traceback off while a search runs.
 
     Ray 2.60's controller logs ~45 lines per failure ("Trial task failed for trial ...") unless
     ``TUNE_PRINT_ALL_TRIAL_ERRORS`` is 0 (a documented Tune variable, read when ``fit``
     builds the controller); the traceback still goes to the trial's ``error.txt``.
     """
-    before = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
-    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
-        else:
-            os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = before
+    return tune_variable("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 class ErrorRecorder(tune.Callback):

@@ -24,6 +24,7 @@ from prunetune.internals import quiet_checkpoint_log
 from prunetune.io import write_atomic
 from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline import run
+from prunetune.search.scalars import EPOCHS_KEY
 
 
 def baseline_files(directory: Path) -> dict[str, bytes]:
@@ -101,9 +102,11 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     # worker reused for a later trial (reuse_actors) still reports the first trial's.
     with scratch_folder() as scratch:
         directory = Path(scratch)
+        epochs: list[dict] = []  # the epochs since the last step leave with its report (TensorBoard's curves)
 
         def report(row: dict) -> None:
-            metrics = {**row, **objective.values(row)}
+            metrics = {**row, **objective.values(row), EPOCHS_KEY: list(epochs)}
+            epochs.clear()
             kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
             if kept is None:
                 tune.report(metrics)
@@ -114,4 +117,5 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
 
         # No Ray stopper: the pipeline ends its own cuts below the threshold, and the final
         # fine-tuning (recovery.final_epochs) still follows that infeasible row.
-        run(config, report=report, directory=directory, save_steps=every_step, objective=objective)
+        run(config, report=report, directory=directory, on_epoch=epochs.append, save_steps=every_step,
+            objective=objective)

@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 
 from prunetune.baseline import prepare_baseline
 from prunetune.cli import app
+from prunetune.registry import OBJECTIVES
 from prunetune.results import export_model, load, pareto_front, rebuild
 from prunetune.results.experiment import open_search, open_search_study
+from prunetune.results.importance import trial_front_volumes
 from prunetune.search import run_search
 from prunetune.search.recording import ResultsRecorder
 from prunetune.spaces import load_search
@@ -209,3 +211,50 @@ def test_report_writes_labelled_pngs_and_a_page_that_shows_them(searched, tmp_pa
         assert name in (folder / "index.html").read_text()
     page = (folder / "index.html").read_text()
     assert "Pareto front" in page and "<table" in page
+
+
+def test_tensorboard_holds_every_epoch_and_every_step_of_each_trial_under_the_home(searched):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job, outcome = searched
+    rows = load("res", job.storage.root)
+    runs = sorted(path.name for path in (outcome.home / "tensorboard").iterdir())
+    assert runs == [f"trial_{number}" for number in sorted(rows["trial"].unique())]
+    for number, steps in rows.groupby("trial"):
+        events = EventAccumulator(str(outcome.home / "tensorboard" / f"trial_{number}")).Reload()
+        steps = steps.sort_values("step")
+        accuracy = events.Scalars("step/accuracy")
+        assert [point.step for point in accuracy] == list(steps["step"])
+        assert [point.value for point in accuracy] == pytest.approx(list(steps["accuracy"]), abs=1e-6)
+        assert [p.value for p in events.Scalars("step/mac_ratio")] == pytest.approx(list(steps["mac_ratio"]), abs=1e-6)
+        # Every recovery epoch, numbered along the trial: one per epoch the steps ran.
+        epochs = events.Scalars("epoch/val_accuracy")
+        assert [point.step for point in epochs] == list(range(1, int(steps["epochs_run"].sum()) + 1))
+        # The model's size in each epoch: each step's MAC ratio for its recovery epochs (a staircase at the cuts).
+        sizes = [ratio for ratio, count in zip(steps["mac_ratio"], steps["epochs_run"]) for _ in range(count)]
+        assert [point.value for point in events.Scalars("epoch/mac_ratio")] == pytest.approx(sizes, abs=1e-6)
+        assert {"epoch/train_loss", "epoch/lr", "step/threshold", "step/accuracy_before_recovery"} <= \
+            set(events.Tags()["scalars"])
+    # Ray's own logger (one point per step, into its trial folders) is off.
+    assert not list(outcome.home.glob("*/events.out.tfevents.*"))
+
+
+def test_the_study_holds_every_step_of_each_trial_for_the_dashboard(searched):
+    job, _ = searched
+    rows = load("res", job.storage.root)
+    study = open_search_study(open_search("res", job.storage.root))
+    volumes = trial_front_volumes(rows, OBJECTIVES.get("accuracy_macs"))
+    for trial in study.get_trials():
+        steps = rows[rows["trial"] == trial.number].sort_values("step")
+        if steps.empty:
+            continue
+        recorded = {int(key.split("_")[1]): value for key, value in trial.user_attrs.items() if key.startswith("step_")}
+        assert sorted(recorded) == list(steps["step"])
+        for _, row in steps.iterrows():
+            assert recorded[row["step"]] == {  # four decimals: one readable line on the dashboard's trial page
+                "accuracy": round(row["accuracy"], 4), "accuracy_before_recovery": round(row["pre_accuracy"], 4),
+                "mac_ratio": round(row["mac_ratio"], 4), "macs": row["macs"], "sparsity": round(row["sparsity"], 4),
+                "feasible": bool(row["feasible"])}
+        assert trial.user_attrs["feasible_steps"] == int(steps["feasible"].sum())
+        assert trial.user_attrs["front_hypervolume"] == pytest.approx(volumes[trial.number], abs=1e-8)
+    assert any(trial.user_attrs.get("front_hypervolume", 0) > 0 for trial in study.get_trials())
