@@ -24,10 +24,10 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
               f"{job.baseline.epochs} epochs")
     result = prepare_baseline(job, on_epoch=print_epoch)
     record = result.record
-    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s"
+    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s" if record.epochs else "measured"
     table = Table(title=f"baseline ({state})", show_header=False)
     for name, value in (
-        ("val accuracy", f"{record.accuracy:.4f}"),
+        ("val accuracy", record.accuracy_note()),
         ("val loss", f"{record.loss:.4f}"),
         ("MACs", f"{record.macs:,} ({record.macs / 1e6:.2f}M)"),
         ("params", f"{record.params:,} ({record.params / 1e6:.2f}M)"),
@@ -67,7 +67,7 @@ def run_pipeline(
               f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
     # A single run ranks and times its steps as a search of this job would.
     result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
-                 on_baseline=_print_baseline, objective=OBJECTIVES.get(job.search.objectives))
+                 on_baseline=print_baseline, objective=OBJECTIVES.get(job.search.objectives))
     out.print(results_table(result))
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
@@ -95,10 +95,11 @@ def results_table(result) -> Table:
     return table
 
 
-def _print_baseline(info: dict[str, Any]) -> None:
-    state = "reused" if info["reused"] else "trained"
-    out.print(f"[baseline] {state}: accuracy {info['accuracy']:.4f}, MACs {info['macs']:,}, "
-              f"threshold {info['threshold']:.4f}", highlight=False, markup=False)
+def print_baseline(info: dict[str, Any]) -> None:
+    """The [baseline] line of a run or search: ``Baseline.summary``."""
+    threshold = "per trial (stop.* is searched)" if info["threshold"] is None else f"{info['threshold']:.4f}"
+    out.print(f"[baseline] {info['state']}: accuracy {info['note']}, MACs {info['macs']:,}, threshold {threshold}",
+              highlight=False, markup=False)
 
 
 def _print_recovery_epoch(row: dict[str, Any]) -> None:
