@@ -81,7 +81,8 @@ def own_eval(model: nn.Module, root: Path, transform) -> tuple[float, float]:
 
 
 def job_yaml(tmp_path: Path, tree: Path, checkpoint: Path, **data) -> Path:
-    """A job on the user's tree and checkpoint: tiny_cnn, baseline.epochs 0, 16px."""
+    """A job on the user's tree and checkpoint: tiny_cnn, baseline.epochs 0, 16px, on the CPU in fp32
+    (what the user's own loop computes: no bf16, no TF32 convolutions)."""
     settings = {"name": "imagefolder", "root": str(tree), "image_size": 16, "calibration_size": 60,
                 "batch_size": 16, "num_workers": 0, **data}
     lines = "\n".join(f"  {key}: {value}" for key, value in settings.items())
@@ -90,5 +91,5 @@ def job_yaml(tmp_path: Path, tree: Path, checkpoint: Path, **data) -> Path:
                     f"model: {{name: tiny_cnn, kwargs: {{width: {WIDTH}}}, checkpoint: {checkpoint}}}\n"
                     f"data:\n{lines}\nbaseline: {{epochs: 0}}\n"
                     "pruning: {scope: all, schedule: {kind: targets, targets: [0.2]}}\n"
-                    "recovery: {epochs: 0}\nruntime: {threads: 1}\n")
+                    "recovery: {epochs: 0}\nruntime: {device: cpu, precision: fp32, threads: 1}\n")
     return path
