@@ -19,17 +19,17 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Train (or reuse) the unpruned model, evaluate it, write model.pt and baseline.json."""
     from prunetune.baseline import prepare_baseline
     from prunetune.config import load_config
-    from prunetune.results.tables import accuracy_text, count_format
+    from prunetune.results.tables import count_format
 
     job = load_config(config, overrides or [])
     out.print(f"baseline: {job.model.name} on {job.data.name} ({job.data.image_size}px), "
               f"{job.baseline.epochs} epochs")
     result = prepare_baseline(job, on_epoch=print_epoch)
     record = result.record
-    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s"
+    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s" if record.epochs else "measured"
     table = Table(title=f"baseline ({state})", show_header=False)
     for name, value in (
-        ("val accuracy", accuracy_text(record.accuracy)),
+        ("val accuracy", record.accuracy_note()),
         ("val loss", f"{record.loss:.4f}"),
         ("MACs", f"{count_format([record.macs])(record.macs)} ({record.macs:,})"),
         ("params", f"{count_format([record.params])(record.params)} ({record.params:,})"),
@@ -69,7 +69,7 @@ def run_pipeline(
               f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
     # A single run ranks and times its steps as a search of this job would.
     result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
-                 on_baseline=_print_baseline, objective=OBJECTIVES.get(job.search.objectives))
+                 on_baseline=print_baseline, objective=OBJECTIVES.get(job.search.objectives))
     out.print(results_table(result))
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
@@ -105,10 +105,11 @@ def results_table(result) -> Table:
     return table
 
 
-def _print_baseline(info: dict[str, Any]) -> None:
-    state = "reused" if info["reused"] else "trained"
-    out.print(f"[baseline] {state}: accuracy {info['accuracy']:.4f}, MACs {info['macs']:,}, "
-              f"threshold {info['threshold']:.4f}", highlight=False, markup=False)
+def print_baseline(info: dict[str, Any]) -> None:
+    """The [baseline] line of a run or search: ``Baseline.summary``."""
+    threshold = "per trial (stop.* is searched)" if info["threshold"] is None else f"{info['threshold']:.4f}"
+    out.print(f"[baseline] {info['state']}: accuracy {info['note']}, MACs {info['macs']:,}, threshold {threshold}",
+              highlight=False, markup=False)
 
 
 def _print_recovery_epoch(row: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from prunetune.cli.app import ConfigArg, OverridesArg, StorageOpt, app, out, print_table, user_facing
-from prunetune.cli.jobs import print_epoch
+from prunetune.cli.jobs import print_baseline, print_epoch
 
 @app.command()
 @user_facing
@@ -27,7 +27,8 @@ def search(
     job, space = load_search(config, list(overrides or []) + ([f"storage.root={storage}"] if storage else []))
     out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
-    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=print_epoch))
+    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=print_epoch,
+                              on_baseline=print_baseline))
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunetune.data.registry import DATASETS, ImageTensors, Splits, in_memory_splits, resize_images
+from prunetune.data.registry import DATASETS, honours, ImageTensors, Splits, in_memory_splits, resize_images
 from prunetune.errors import DataError
 
 LAYOUTS = {
@@ -84,12 +84,14 @@ def _class_names(name: str, folder: Path, num_classes: int) -> tuple[str, ...]:
 
 
 @DATASETS.register("cifar10")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def cifar10(config, seed: int) -> Splits:
     """CIFAR-10 from its python pickles under data.root (never downloaded)."""
     return _cifar("cifar10", config, seed)
 
 
 @DATASETS.register("cifar100")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def cifar100(config, seed: int) -> Splits:
     """CIFAR-100 from its python pickles under data.root (never downloaded)."""
     return _cifar("cifar100", config, seed)

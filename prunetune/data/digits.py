@@ -11,10 +11,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from prunetune.data.registry import DATASETS, ImageTensors, Splits, in_memory_splits, resize_images
+from prunetune.data.registry import DATASETS, honours, ImageTensors, Splits, in_memory_splits, resize_images
 
 
 @DATASETS.register("digits")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def digits(config, seed: int) -> Splits:
     """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), embedded: the default."""
     bunch = load_digits()

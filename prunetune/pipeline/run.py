@@ -166,12 +166,16 @@ class PreparedRun:
 
 
 def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epoch=None,
-                on_baseline=None) -> PreparedRun:
-    """Baseline, threshold, teacher and student, pruner, dense reference, targets and the loss."""
+                on_baseline=None, baseline_directory: Path | None = None) -> PreparedRun:
+    """Baseline, threshold, teacher and student, pruner, dense reference, targets and the loss.
+
+    ``baseline_directory``: the baseline saved there (a search trial's: the driver's), not
+    the one ``config`` keys.
+    """
     write_atomic(directory / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False)))
-    baseline = prepare_baseline(config)
+    baseline = prepare_baseline(config, directory=baseline_directory)
     # What `prunetune export RUN_DIR` stores for a deployer (class names, preprocessing), from the splits used.
-    deployment = json.dumps(deployment_info(config, baseline.splits), indent=1)
+    deployment = json.dumps(deployment_info(baseline.splits), indent=1)
     write_atomic(directory / DEPLOYMENT_FILE, lambda p: p.write_text(deployment))
     runtime, loaders, pruning = baseline.runtime, baseline.loaders, config.pruning
     seed_everything(config.seed)
@@ -182,8 +186,7 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
     threshold = accuracy_threshold(config, baseline.record.accuracy)
     dense = measure(unpruned, config.data.channels, config.data.image_size)
     if on_baseline is not None:
-        on_baseline({"accuracy": baseline.record.accuracy, "macs": dense.macs, "params": dense.params,
-                     "threshold": threshold, "reused": baseline.reused, "directory": str(baseline.directory)})
+        on_baseline(baseline.summary(threshold))
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
     pruner = Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
     batches = pruning.calibration_batches
@@ -303,7 +306,8 @@ def record_step(run: PreparedRun, row: StepRow, save_steps: bool, report: Report
 
 def run(config: JobConfig, report: ReportCallback | None = None, directory: str | Path | None = None,
         on_epoch: Callable[[dict], None] | None = None, on_baseline: Callable[[dict], None] | None = None,
-        save_steps: bool = False, objective: Objective | None = None) -> RunResult:
+        save_steps: bool = False, objective: Objective | None = None,
+        baseline_directory: Path | None = None) -> RunResult:
     """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step.
 
     With ``recovery.final_epochs`` one more row follows the last step: the final fine-tuning
@@ -312,11 +316,12 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
     model); with ``save_steps`` also ``step.pt``, the latest feasible step's model, written
     before that step is reported (a search checkpoints it). ``objective`` (default
     ``accuracy_macs``) decides what "most pruned" means for the best step, and whether every
-    step is timed.
+    step is timed. ``baseline_directory``: prune the baseline saved there (see ``prepare_run``).
     """
     directory = Path(directory) if directory is not None else run_directory(config)
     directory.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_run(config, directory, objective or OBJECTIVES.get(DEFAULT_OBJECTIVE), on_epoch, on_baseline)
+    prepared = prepare_run(config, directory, objective or OBJECTIVES.get(DEFAULT_OBJECTIVE), on_epoch, on_baseline,
+                           baseline_directory)
     try:
         for step, target in enumerate(prepared.targets, start=1):
             row = prune_step(prepared, step, target, on_epoch)

@@ -64,7 +64,7 @@ def export_metadata(source: dict, metrics: dict, config: JobConfig, deployment: 
     """What both exported files carry: ``source`` (where the model comes from), the deployment
     info (measured on the data now when none was recorded), the metrics and config, versions."""
     if deployment is None:  # made by a prunetune that did not record it
-        deployment = deployment_info(config, build_splits(config.data, config.seed))
+        deployment = deployment_info(build_splits(config.data, config.seed))
     return {"format": EXPORT_FORMAT, **source, **deployment, "metrics": metrics, "config": config.to_dict(),
             "versions": {"prunetune": prunetune.__version__, "torch": torch.__version__},
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from prunetune.home import (DEFAULT_STORAGE, SEARCH_FORMAT, DriverState, absolut
                             experiment_exists, experiment_path, is_uri, open_home, search_command, search_home)
 from prunetune.internals import repoint_restored_tuner
 from prunetune.objectives import OBJECTIVES
+from prunetune.pipeline.run import accuracy_threshold
 from prunetune.samplers import make_sampler
 from prunetune.search_index import remember
 from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
@@ -84,7 +86,7 @@ def refuse_unfit_resources(search) -> None:
                             f"that ({has}); allowed: at most {largest:g}")
 
 
-def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes],
+def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, baseline: Path,
                  create: bool = False):
     objective = OBJECTIVES.get(config.search.objectives)
     seed = config.seed if config.search.sampler_seed is None else config.search.sampler_seed
@@ -95,7 +97,8 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
                            sampler=sampler, study_name=name, storage=storage, total=num_samples,
                            max_concurrent=config.search.max_concurrent_trials)
     trainable = tune.with_resources(
-        tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=files),
+        tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=baseline_files(baseline),
+                             baseline_folder=str(baseline)),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
     return study, searcher, trainable
 
@@ -133,10 +136,13 @@ def _job_record(config: JobConfig, space) -> dict:
 
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
-               address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None) -> SearchOutcome:
+               address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None,
+               on_baseline: Callable[[dict], None] | None = None) -> SearchOutcome:
     """Start a new search; refuses a name that already has one (use ``resume_search``).
 
-    ``on_epoch`` sees each epoch of the baseline when the search has to train it first.
+    ``on_epoch`` sees each epoch of the baseline when the search has to train it first;
+    ``on_baseline`` its summary once it is ready (``Baseline.summary``; the threshold is None
+    when ``stop.*`` is searched, each trial then has its own).
     """
     refuse_unsearchable(space.names())  # load_search did already, unless the space was built by hand
     name = name or config.name
@@ -150,14 +156,17 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
         refuse_unfit_resources(config.search)
         baseline = prepare_baseline(config, on_epoch)  # once, on the driver
-        study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
-                                                  baseline_files(baseline.directory), create=True)
+        if on_baseline is not None:
+            searched_stop = any(path.startswith("stop.") for path in space.names())
+            on_baseline(baseline.summary(None if searched_stop else accuracy_threshold(config, baseline.record.accuracy)))
+        study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples, baseline.directory,
+                                                  create=True)
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
         raise
     (home / "search.json").write_text(json.dumps({"format": SEARCH_FORMAT, "name": name, "job": job,
                                                   "num_samples": num_samples, "baseline": str(baseline.directory),
-                                                  "deployment": deployment_info(config, baseline.splits)},
+                                                  "deployment": deployment_info(baseline.splits)},
                                                  indent=2))
     remember(name, root, home)
     tuner = tune.Tuner(
@@ -202,9 +211,8 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
     study.set_user_attr("expected_resumes", len(errored))
     _init_ray(address)
     refuse_unfit_resources(config.search)
-    baseline = _baseline_folder(meta["baseline"], root)
-    files = {p.name: p.read_bytes() for p in baseline.iterdir() if p.is_file()} if baseline.exists() else {}
-    study, searcher, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
+    study, searcher, trainable = _tuner_parts(config, space, name, home, meta["num_samples"],
+                                              _baseline_folder(meta["baseline"], root))
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
