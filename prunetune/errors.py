@@ -39,6 +39,11 @@ class UnknownNameError(UserError, ValueError):
         super().__init__(f"{where}unknown {kind} {name!r}; known: {', '.join(known)}")
 
 
+class FieldValueError(UserError, ValueError):
+    """A section validator's complete message: a ValueError, so pydantic makes it a field error,
+    printed without the section's whole input after it."""
+
+
 class DataError(UserError):
     pass
 

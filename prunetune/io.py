@@ -19,3 +19,16 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append whole lines to ``path`` and fsync them before returning.
+
+    A journal written this way loses at most the line being appended when the process is
+    killed or the machine loses power; its readers skip a line cut short.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as file:
+        file.write("".join(lines).encode())
+        file.flush()
+        os.fsync(file.fileno())

@@ -27,14 +27,16 @@ from prunetune.home import (SEARCH_FORMAT, DriverState, absolute_root, beat, dri
                             experiment_path, is_uri, open_home, search_home)
 from prunetune.internals import repoint_restored_tuner
 from prunetune.objectives import OBJECTIVES
+from prunetune.rungs import RUNGS_FILE, RungReport, rung_report
 from prunetune.samplers import make_sampler
+from prunetune.schedulers import make_scheduler
 from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
                                         trial_tracebacks_unprinted)
 from prunetune.search.searcher import MovedSearchGenerator, StudySearch
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
-from prunetune.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
+from prunetune.study import StudySummary, TrialNumbers, fail_stale_trials, open_study, study_storage, summarise
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class SearchOutcome:
     summary: StudySummary
     requested: int
     driver: DriverState | None = None  # status only: the driver that last ran the search
+    rungs: RungReport | None = None  # per cost rung: trials recorded and stopped (search.scheduler: rungs)
 
     @property
     def interrupted(self) -> bool:
@@ -86,18 +89,22 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
     sampler = make_sampler(config.search.sampler, seed, objective.multi)
     storage = study_storage(config.storage.study_url, home, create=create)
     study = open_study(storage, name, objective, sampler, create=create)
+    # Built on the home opened here: a resumed driver reads the rung records back from it.
+    scheduler = make_scheduler(config.search, objective, home / RUNGS_FILE, TrialNumbers(study))
     searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
                            sampler=sampler, study_name=name, storage=storage, total=num_samples,
-                           max_concurrent=config.search.max_concurrent_trials)
+                           max_concurrent=config.search.max_concurrent_trials,
+                           stop_reason=getattr(scheduler, "stop_reason", None))
     trainable = tune.with_resources(
         tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=files),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
-    return study, searcher, trainable
+    return study, searcher, scheduler, trainable
 
 
-def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int) -> list:
+def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int, scheduler) -> list:
+    printer = ProgressPrinter(study, config.storage.root, getattr(scheduler, "stop_reason", None))
     return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
-            DriverBeat(home), *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
+            DriverBeat(home), *([printer] if verbose else [])]
 
 
 def _take_name(root: str, name: str, home: Path) -> None:
@@ -143,8 +150,8 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
         refuse_unfit_resources(config.search)
         baseline = prepare_baseline(config, on_epoch)  # once, on the driver
-        study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
-                                                  baseline_files(baseline.directory), create=True)
+        study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, num_samples,
+                                                             baseline_files(baseline.directory), create=True)
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
         raise
@@ -153,20 +160,20 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
                                                  indent=2))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
         # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
         run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=_callbacks(study, home, name, config, space, verbose)),
+                                  callbacks=_callbacks(study, home, name, config, space, verbose, scheduler)),
     )
     try:
         with trial_tracebacks_unprinted():
             tuner.fit()
     finally:
         beat(home, ended=True)
-    return SearchOutcome(name, home, summarise(study), num_samples)
+    return SearchOutcome(name, home, summarise(study), num_samples, rungs=_rungs(config, home))
 
 
 def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
@@ -194,19 +201,20 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     refuse_unfit_resources(config.search)
     baseline = _baseline_folder(meta["baseline"], root)
     files = {p.name: p.read_bytes() for p in baseline.iterdir() if p.is_file()} if baseline.exists() else {}
-    study, searcher, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
+    study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
+    # Ray keeps no scheduler state across a restore: this one has the rung records from the home.
     repoint_restored_tuner(tuner, searcher if is_uri(root) else MovedSearchGenerator(searcher, root, name),
-                           _callbacks(study, home, name, config, space, verbose))
+                           _callbacks(study, home, name, config, space, verbose, scheduler), scheduler)
     beat(home)
     try:
         with trial_tracebacks_unprinted():
             tuner.fit()
     finally:
         beat(home, ended=True)
-    return SearchOutcome(name, home, summarise(study), meta["num_samples"])
+    return SearchOutcome(name, home, summarise(study), meta["num_samples"], rungs=_rungs(config, home))
 
 
 def _moved(saved) -> JobConfig:
@@ -224,4 +232,9 @@ def search_status(name: str, root: str = "runs") -> SearchOutcome:
     saved = open_home(name, root)
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
                        OBJECTIVES.get(saved.job.search.objectives))
-    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home))
+    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home),
+                         _rungs(saved.job, saved.home))
+
+
+def _rungs(config: JobConfig, home: Path) -> RungReport | None:
+    return rung_report(config.search, OBJECTIVES.get(config.search.objectives).cost, home)

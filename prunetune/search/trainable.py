@@ -101,9 +101,11 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     # worker reused for a later trial (reuse_actors) still reports the first trial's.
     with scratch_folder() as scratch:
         directory = Path(scratch)
+        earlier: list[dict] = []  # the trial's rows so far: an objective over the whole curve reads them
 
         def report(row: dict) -> None:
-            metrics = {**row, **objective.values(row)}
+            metrics = {**row, **objective.values(row, earlier)}
+            earlier.append(row)
             kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
             if kept is None:
                 tune.report(metrics)
