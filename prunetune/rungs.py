@@ -150,7 +150,12 @@ class RungBook:
             self.stops.setdefault(record.trial_id, record)
 
     def observe(self, trial_id: str, row: dict, trial: int | None = None) -> list[RungRecord]:
-        """Record the levels report row ``row`` passes, decide on each, and return the new records."""
+        """Record the levels report row ``row`` passes, decide on each, and return the new records.
+
+        The row's keys read: ``step``, ``accuracy``, ``feasible``, ``threshold``,
+        ``baseline_accuracy`` and the cost (``mac_ratio``, or ``latency_ms`` and
+        ``baseline_latency_ms``): a pipeline row, or a simulated one.
+        """
         settings = self.settings
         cost, accuracy = cost_ratio(row, settings.cost), number(row.get("accuracy"))
         if cost is None or accuracy is None:

@@ -183,7 +183,8 @@ def test_the_rungs_section_is_checked_once_and_its_levels_kept_highest_first(tmp
     assert config.search.rungs.levels == (0.8, 0.65, 0.5)
     job = tmp_path / "job.yaml"
     job.write_text("search: {rungs: {grace: 2}}\n")
-    for overrides, message in [([], "search: rungs is set, but scheduler 'fifo' does not read it"),
+    for overrides, message in [([], "search: search.rungs.grace is 2, but search.scheduler 'fifo' does not read "
+                                    "search.rungs"),
                                (["search.scheduler=rungs", "search.rungs.levels=[0.5, 0.5]"],
                                 "search.rungs.levels: a level appears twice"),
                                (["search.scheduler=rungs", "search.rungs.reduction_factor=1"],

@@ -58,9 +58,12 @@ class SearchConfig(Section):
 
     @model_validator(mode="after")
     def _rungs_read(self) -> SearchConfig:
-        if self.rungs != RungsConfig() and not getattr(registry.SCHEDULERS.get(self.scheduler), "reads_rungs", False):
-            raise FieldValueError(f"rungs is set, but scheduler {self.scheduler!r} does not read it (it would change "
-                            "nothing); set scheduler: rungs, or remove the rungs section")
+        default = RungsConfig()
+        changed = [f"search.rungs.{name} is {value!r}" for name, value in self.rungs if value != getattr(default, name)]
+        if changed and not getattr(registry.SCHEDULERS.get(self.scheduler), "reads_rungs", False):
+            raise FieldValueError(f"{', '.join(changed)}, but search.scheduler {self.scheduler!r} does not read "
+                                  "search.rungs (it would change nothing); set search.scheduler: rungs, or leave "
+                                  "search.rungs out")
         return self
 
 
