@@ -60,3 +60,16 @@ def _read_memo(memo: Path | None) -> dict:
     except (OSError, ValueError):
         return {}  # absent or torn: every file is hashed again
     return known if isinstance(known, dict) else {}
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append whole lines to ``path`` and fsync them before returning.
+
+    A journal written this way loses at most the line being appended when the process is
+    killed or the machine loses power; its readers skip a line cut short.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as file:
+        file.write("".join(lines).encode())
+        file.flush()
+        os.fsync(file.fileno())

@@ -101,10 +101,11 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer", home="prunetune.training")
 LR_SCHEDULES: Registry[Any] = Registry("lr schedule", home="prunetune.training")
 OBJECTIVES: Registry[Any] = Registry("objective", home="prunetune.objectives")
 SAMPLERS: Registry[Any] = Registry("sampler", home="prunetune.samplers")
+SCHEDULERS: Registry[Any] = Registry("scheduler", home="prunetune.schedulers")
 
 # What `prunetune list KIND` knows, by the plural a user types.
 LISTED: dict[str, Registry[Any]] = {
     "datasets": DATASETS, "models": MODELS, "scopes": SCOPES, "criteria": CRITERIA, "reductions": REDUCTIONS,
     "schedules": SCHEDULES, "repairs": REPAIRS, "optimizers": OPTIMIZERS, "lr-schedules": LR_SCHEDULES,
-    "objectives": OBJECTIVES, "samplers": SAMPLERS,
+    "objectives": OBJECTIVES, "samplers": SAMPLERS, "schedulers": SCHEDULERS,
 }

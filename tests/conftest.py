@@ -42,6 +42,8 @@ def ray_session():
     """The one Ray instance of the test session (2 CPUs, no dashboard, a small object store)."""
     import ray
 
+    if ray.is_initialized():  # a driver run in-process by an earlier test started its own
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, configure_logging=False,
              log_to_driver=False)
     yield ray

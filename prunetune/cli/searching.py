@@ -71,9 +71,12 @@ def _print_outcome(outcome, final: bool = True) -> None:
         running = f"{summary.running} interrupted, {driver.describe()}"
     else:
         running = f"{summary.running} interrupted" if summary.running else "0 running"
+    stopped = f", {summary.stopped} stopped at a rung" if outcome.rungs is not None else ""
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
-              f"step, {summary.no_feasible_step} without), {summary.failed} failed, {running}",
+              f"step, {summary.no_feasible_step} without{stopped}), {summary.failed} failed, {running}",
               highlight=False, markup=False)
+    if outcome.rungs is not None:
+        _print_rungs(outcome.rungs)
     store = outcome.home / STORE_NAME
     rows = load(outcome.home) if store.is_file() or journal_path(store).is_file() else None
     if rows is not None and not rows.empty:
@@ -92,4 +95,14 @@ def _print_outcome(outcome, final: bool = True) -> None:
                   markup=False)
         raise typer.Exit(130)
 
+
+def _print_rungs(report) -> None:
+    import pandas as pd
+
+    settings = report.settings
+    table = pd.DataFrame([{"rung": rung, settings.ratio_name: f"{count.level:g}", "recorded": count.recorded,
+                           "stopped": len(count.stopped), "stopped trials": ", ".join(map(str, count.stopped)) or "-",
+                           "best accuracy": count.best_text} for rung, count in enumerate(report.counts)])
+    print_table(table, f"Cost rungs ({settings.ratio_name}s, reduction factor {settings.reduction_factor:g}, "
+                f"grace {settings.grace}): {report.stopped} trial{'' if report.stopped == 1 else 's'} stopped")
 

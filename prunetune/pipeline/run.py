@@ -199,7 +199,8 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
                if config.recovery.variance_entropy_lambda else None)
     extra = (lambda: config.recovery.variance_entropy_lambda * entropy.pop()) if entropy else None
     loss = make_loss(teacher, config.recovery.kd_alpha, config.recovery.kd_temperature, extra)
-    result = RunResult(directory, baseline.record.accuracy, threshold, dense.macs, dense.params, cost=objective.cost)
+    result = RunResult(directory, baseline.record.accuracy, threshold, dense.macs, dense.params, cost=objective.cost,
+                       baseline_latency_ms=_latency(config, unpruned) if objective.measures_latency else math.nan)
     return PreparedRun(config, objective, directory, baseline, teacher, student, example, dense, pruner, reference,
                        targets, loss, entropy, result, PhaseClock(runtime))
 
@@ -344,10 +345,14 @@ def _close_row(run: PreparedRun, row: StepRow, deployable: Callable[[], nn.Modul
     """The row's peak memory, and its latency where the objective ranks by it."""
     row.peak_memory_mb = run.clock.take_peak_memory()
     if run.objective.measures_latency:
-        latency, data = run.config.latency, run.config.data
-        row.latency_ms = model_latency(deployable(), data.channels, data.image_size, latency.batch_size,
-                                       latency.repeats, latency.device)
+        row.latency_ms = _latency(run.config, deployable())
     return row
+
+
+def _latency(config: JobConfig, model: nn.Module) -> float:
+    """The model's latency as the latency section says to time it (the dense model's too: the ratio's base)."""
+    latency, data = config.latency, config.data
+    return model_latency(model, data.channels, data.image_size, latency.batch_size, latency.repeats, latency.device)
 
 
 def _hooks_off(run: PreparedRun):

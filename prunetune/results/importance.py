@@ -67,14 +67,22 @@ def front_references(objective: Objective, rows: pd.DataFrame) -> tuple[dict[str
     baseline latency).
     """
     columns, reference = {}, {}
-    for goal in objective.goals:
-        if goal.column == "accuracy":
+    for column in _axes(objective):
+        if column == "accuracy":
             columns["accuracy"], reference["accuracy"] = "max", float(rows["threshold"].min())
-        elif goal.column == "macs":
+        elif column == "macs":
             columns["mac_ratio"], reference["mac_ratio"] = "min", 1.0
         else:
-            columns[goal.column], reference[goal.column] = goal.mode, float(rows[goal.column].max())
+            columns[column], reference[column] = "min", float(rows[column].max())
     return columns, reference
+
+
+def _axes(objective: Objective) -> list[str]:
+    """The row columns a trial is ranked on: a whole-curve goal (front_area) is itself the area
+    of accuracy against the objective's cost, so it ranks on those two columns."""
+    axes = [column for goal in objective.goals
+            for column in (("accuracy", objective.cost) if goal.measure else (goal.column,))]
+    return list(dict.fromkeys(axes))
 
 
 def trial_front_volumes(rows: pd.DataFrame, objective: Objective) -> dict[int, float]:
@@ -90,7 +98,7 @@ def trial_front_volumes(rows: pd.DataFrame, objective: Objective) -> dict[int, f
 
 def target_description(objective: Objective) -> str:
     axes = " x ".join({"accuracy": "accuracy above the threshold", "macs": "share of the baseline's MACs removed"}
-                      .get(goal.column, f"{goal.column} below the slowest step of all trials") for goal in objective.goals)
+                      .get(column, f"{column} below the slowest step of all trials") for column in _axes(objective))
     return f"hypervolume of the trial's feasible steps ({axes})"
 
 

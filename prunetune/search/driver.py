@@ -30,7 +30,9 @@ from prunetune.home import (DEFAULT_STORAGE, SEARCH_FORMAT, DriverState, absolut
 from prunetune.internals import repoint_restored_tuner
 from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline.run import accuracy_threshold
+from prunetune.rungs import RUNGS_FILE, RungReport, rung_report
 from prunetune.samplers import make_sampler
+from prunetune.schedulers import make_scheduler
 from prunetune.search_index import remember
 from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
                                         trial_tracebacks_unprinted)
@@ -40,7 +42,7 @@ from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
-from prunetune.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
+from prunetune.study import StudySummary, TrialNumbers, fail_stale_trials, open_study, study_storage, summarise
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class SearchOutcome:
     requested: int
     driver: DriverState | None = None  # status only: the driver that last ran the search
     storage: str = DEFAULT_STORAGE  # the storage root it lives under (absolute), for the commands that find it again
+    rungs: RungReport | None = None  # per cost rung: trials recorded and stopped (search.scheduler: rungs)
 
     @property
     def interrupted(self) -> bool:
@@ -93,21 +96,25 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
     sampler = make_sampler(config.search.sampler, seed, objective.multi)
     storage = study_storage(config.storage.study_url, home, create=create)
     study = open_study(storage, name, objective, sampler, create=create)
+    # Built on the home opened here: a resumed driver reads the rung records back from it.
+    scheduler = make_scheduler(config.search, objective, home / RUNGS_FILE, TrialNumbers(study))
     searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
                            sampler=sampler, study_name=name, storage=storage, total=num_samples,
-                           max_concurrent=config.search.max_concurrent_trials)
+                           max_concurrent=config.search.max_concurrent_trials,
+                           stop_reason=getattr(scheduler, "stop_reason", None))
     trainable = tune.with_resources(
         tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=baseline_files(baseline),
                              baseline_folder=str(baseline)),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
-    return study, searcher, trainable
+    return study, searcher, scheduler, trainable
 
 
-def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int) -> list:
+def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int, scheduler) -> list:
+    printer = ProgressPrinter(study, config.storage.root, getattr(scheduler, "stop_reason", None))
     return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
             DriverBeat(home), ScalarWriter(home, study, announce=verbose > 0), *ray_loggers(),
             StepAttributes(study, config.storage.study_url, home, OBJECTIVES.get(config.search.objectives)),
-            *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
+            *([printer] if verbose else [])]
 
 
 def _take_name(root: str, name: str, home: Path) -> None:
@@ -159,8 +166,8 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         if on_baseline is not None:
             searched_stop = any(path.startswith("stop.") for path in space.names())
             on_baseline(baseline.summary(None if searched_stop else accuracy_threshold(config, baseline.record.accuracy)))
-        study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples, baseline.directory,
-                                                  create=True)
+        study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, num_samples,
+                                                             baseline.directory, create=True)
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
         raise
@@ -171,20 +178,20 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     remember(name, root, home)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
         # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
         run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=_callbacks(study, home, name, config, space, verbose)),
+                                  callbacks=_callbacks(study, home, name, config, space, verbose, scheduler)),
     )
     try:
         with trial_tracebacks_unprinted(), ray_event_files_off():
             tuner.fit()
     finally:
         beat(home, ended=True)
-    return SearchOutcome(name, home, summarise(study), num_samples, storage=root)
+    return SearchOutcome(name, home, summarise(study), num_samples, storage=root, rungs=_rungs(config, home))
 
 
 def resume_search(name: str, storage: str | None = None, resume_errored: bool = False, address: str | None = None,
@@ -211,13 +218,14 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
     study.set_user_attr("expected_resumes", len(errored))
     _init_ray(address)
     refuse_unfit_resources(config.search)
-    study, searcher, trainable = _tuner_parts(config, space, name, home, meta["num_samples"],
-                                              _baseline_folder(meta["baseline"], root))
+    study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, meta["num_samples"],
+                                                         _baseline_folder(meta["baseline"], root))
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
+    # Ray keeps no scheduler state across a restore: this one has the rung records from the home.
     repoint_restored_tuner(tuner, searcher if is_uri(root) else MovedSearchGenerator(searcher, root, name),
-                           _callbacks(study, home, name, config, space, verbose))
+                           _callbacks(study, home, name, config, space, verbose, scheduler), scheduler)
     beat(home)
     remember(name, root, home)  # where it is now, if it moved
     try:
@@ -225,7 +233,7 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
             tuner.fit()
     finally:
         beat(home, ended=True)
-    return SearchOutcome(name, home, summarise(study), meta["num_samples"], storage=root)
+    return SearchOutcome(name, home, summarise(study), meta["num_samples"], storage=root, rungs=_rungs(config, home))
 
 
 def _moved(saved) -> JobConfig:
@@ -245,4 +253,8 @@ def search_status(name: str, storage: str | None = None) -> SearchOutcome:
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
                        OBJECTIVES.get(saved.job.search.objectives))
     return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home),
-                         saved.storage)
+                         saved.storage, _rungs(saved.job, saved.home))
+
+
+def _rungs(config: JobConfig, home: Path) -> RungReport | None:
+    return rung_report(config.search, OBJECTIVES.get(config.search.objectives).cost, home)

@@ -167,10 +167,12 @@ class ProgressPrinter(tune.Callback):
     # Prints through the builtin looked up at call time: Ray pickles callbacks into its
     # experiment state and may have replaced builtins.print, so a stored reference fails to pickle.
     root = ""  # a printer pickled in an older search's experiment state has none
+    stop_reason = None  # nor this: the scheduler's reason for stopping a trial early
 
-    def __init__(self, study, root: str) -> None:
+    def __init__(self, study, root: str, stop_reason=None) -> None:
         self.number = TrialNumbers(study)
         self.root = root
+        self.stop_reason = stop_reason
 
     def _label(self, trial) -> str:
         number = self.number(trial.trial_id)
@@ -185,7 +187,12 @@ class ProgressPrinter(tune.Callback):
               f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        print(f"{self._label(trial)} finished")
+        stopped = self.stop_reason(trial.trial_id) if self.stop_reason is not None else None
+        if stopped:
+            print(f"{self._label(trial)} stopped at rung {stopped['rung']} ({stopped['cost']} {stopped['level']:g}): "
+                  f"accuracy {stopped['accuracy']:.4f} there, {stopped['better']} of {stopped['recorded']} trials ahead")
+        else:
+            print(f"{self._label(trial)} finished")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         # One line, not Ray's traceback (the driver sets TUNE_PRINT_ALL_TRIAL_ERRORS=0); it stays in the file.

@@ -117,10 +117,12 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes], baselin
     with scratch_folder() as scratch:
         directory = Path(scratch)
         epochs: list[dict] = []  # the epochs since the last step leave with its report (TensorBoard's curves)
+        earlier: list[dict] = []  # the trial's rows so far: an objective over the whole curve reads them
 
         def report(row: dict) -> None:
-            metrics = {**row, **objective.values(row), EPOCHS_KEY: list(epochs)}
+            metrics = {**row, **objective.values(row, earlier), EPOCHS_KEY: list(epochs)}
             epochs.clear()
+            earlier.append(row)
             kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
             if kept is None:
                 tune.report(metrics)

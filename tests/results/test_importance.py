@@ -68,6 +68,9 @@ def test_a_trial_is_ranked_by_the_hypervolume_its_feasible_steps_dominate():
     # Both steps count, not only the most pruned one the trial's objective values hold.
     assert volumes[0] == pytest.approx(0.01 * 0.2 + 0.005 * 0.2)
     assert volumes[1] == 0.0  # no feasible step: the worst a trial can do
+    # front_area is itself that area: its trials rank on accuracy and MAC ratio too (the
+    # objective has no row column of its own).
+    assert trial_front_volumes(rows, OBJECTIVES.get("front_area")) == volumes
 
 
 def test_latency_is_measured_below_the_slowest_step_of_all_the_trials():
