@@ -73,6 +73,11 @@ def baseline_dir(config: JobConfig) -> Path:
     return Path(config.storage.root).expanduser() / "baselines" / f"{model}-{config.data.name}-{config.baseline_hash()}"
 
 
+def trained_baseline(config: JobConfig) -> BaselineRecord | None:
+    """The record of the baseline already trained for ``config`` (its model.pt beside it), or None."""
+    return _read_record(baseline_dir(config), config.baseline_hash())
+
+
 def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None) -> Baseline:
     """Load the baseline for ``config`` if it exists, otherwise train and save it."""
     runtime = resolve_runtime(config.runtime)
