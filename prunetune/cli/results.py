@@ -100,8 +100,8 @@ def report_command(
     saved = open_search(name, storage)
     rows = load(name, storage)
     front = front_table(pareto_front(rows)) if not rows.empty else None
-    report = write_report(rows, output, saved.name, open_search_study(saved), front)
-    for image in report.images:
+    report = write_report(rows, output, saved.name, open_search_study(saved), front, search=saved)
+    for image in report.images + (report.scope.files if report.scope else []):
         out.print(f"wrote {image}", highlight=False)
     for note in report.notes:
         out.print(f"note: {note}", highlight=False)

@@ -4,7 +4,8 @@
   baseline and the accuracy threshold marked;
 - accuracy against channel sparsity, one line per trial, coloured by criterion;
 - hyperparameter importance per objective (Optuna's default evaluator over the study's
-  finished trials), when the study has enough of them.
+  finished trials), when the study has enough of them;
+- the pruning scope: the search's model drawn with its groups (``scope.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from prunetune.results.front import pareto_front
+from prunetune.results.scope import ScopeSection, draw_scope
 from prunetune.results.tables import CRITERION, mac_unit
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ class Report:
     directory: Path
     images: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    scope: ScopeSection | None = None
 
     @property
     def page(self) -> Path:
@@ -148,7 +151,8 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def write_report(df: pd.DataFrame, directory: str | Path, title: str, study: optuna.Study | None = None,
-                 front_table: pd.DataFrame | None = None) -> Report:
+                 front_table: pd.DataFrame | None = None, search=None) -> Report:
+    """The plots and ``index.html`` under ``directory``; with the ``search`` (a ``SearchHome``), its scope drawing."""
     report = Report(Path(directory))
     if df.empty:
         report.notes.append("no results yet: no trial has reported a step")
@@ -161,6 +165,8 @@ def write_report(df: pd.DataFrame, directory: str | Path, title: str, study: opt
     else:
         report.notes.append("hyperparameter importance: needs at least two finished trials whose searched "
                             "settings vary")
+    if search is not None:
+        report.scope = draw_scope(search.job, search.space, report.directory)
     report.page.write_text(_page(title, df, report, front_table))
     return report
 
@@ -176,5 +182,7 @@ def _page(title: str, df: pd.DataFrame, report: Report, front_table: pd.DataFram
         parts += ["<h2>Pareto front</h2>", front_table.to_html(index=False, border=0)]
     parts += [f"<h2>{html.escape(image.stem.replace('_', ' '))}</h2><img src='{image.name}' alt='{image.stem}'>"
               for image in report.images]
+    if report.scope is not None:
+        parts.append(report.scope.html(report.directory))
     parts += [f"<p><em>{html.escape(note)}</em></p>" for note in report.notes]
     return "\n".join(parts + ["</body></html>"])
