@@ -111,7 +111,7 @@ def block_table(node: DrawnNode, drawn: DrawnGraph) -> str:
             continue
         text = f"G{group.index} {group.channels} ch, {status_line(group)}"
         steps = steps_line(drawn.targets, group.removal)
-        text = html.escape(text) + (f"<br/>{html.escape(steps)}" if steps else "")
+        text = "<br align='left'/>".join(html.escape(line) for line in (text, steps) if line)
         rows.append(f"<tr>{layer}<td bgcolor='{STATUS_STYLE[group.status]['fillcolor']}' "
                     f"color='{STATUS_STYLE[group.status]['color']}' align='left'>{text}</td></tr>")
     table = "<table border='1' cellborder='1' cellspacing='0' cellpadding='3' bgcolor='white'>"
@@ -128,7 +128,7 @@ def _node(graph: graphviz.Digraph, node: DrawnNode, drawn: DrawnGraph) -> None:
     if node.kind == "io":
         attributes["shape"] = "oval"
     if node.kind == "blocks":
-        attributes.update(shape="box3d", style="filled")
+        attributes.update(shape="box3d", style="filled", margin="0.2,0.1")
     if node.kind == "block":
         attributes.update(shape="plain", style="")
     graph.node(node.key, **attributes)

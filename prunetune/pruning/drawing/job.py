@@ -26,6 +26,7 @@ from prunetune.pruning.drawing.graph import DrawnGraph, read_graph
 from prunetune.pruning.drawing.groups import scope_groups, step_counts
 from prunetune.pruning.drawing.render import Drawing, file_stem, write_views
 from prunetune.pruning.scope import build_graph
+from prunetune.runtime import seed_everything
 
 
 def searched_fields(space) -> tuple[str, ...]:
@@ -40,6 +41,7 @@ def job_model(job: JobConfig) -> tuple[torch.nn.Module, str]:
         model = build_model(job.model, record.num_classes, record.channels)
         model.load_state_dict(torch.load(baseline_dir(job) / "model.pt", map_location="cpu", weights_only=True))
         return model.eval(), "the trained baseline"
+    seed_everything(job.seed)  # the untrained weights, and so the ranking, are the same at every call
     # The class count only sizes the classifier; the dataset is read for it when the config does not say.
     classes = job.model.num_classes or build_splits(job.data, job.seed).num_classes
     model = build_model(job.model, classes, job.data.channels)
@@ -47,12 +49,14 @@ def job_model(job: JobConfig) -> tuple[torch.nn.Module, str]:
 
 
 def _scope_text(pruning) -> str:
-    text = f"scope {pruning.scope}"
-    if pruning.include:
-        text += f" + include {list(pruning.include)}"
-    if pruning.exclude:
-        text += f" - exclude {list(pruning.exclude)}"
-    return text
+    patterns = [f"{kind} {', '.join(values)}" for kind, values in
+                (("include", pruning.include), ("exclude", pruning.exclude)) if values]
+    return ", ".join([f"scope {pruning.scope}", *patterns])
+
+
+def _targets_text(targets: list[float]) -> str:
+    shown = ", ".join(f"{t:.2f}" for t in targets) if len(targets) <= 4 else f"{targets[0]:.2f} .. {targets[-1]:.2f}"
+    return f"{len(targets)} step{'s' if len(targets) > 1 else ''}: {shown}"
 
 
 def describe_job(job: JobConfig, detail: str = "auto", searched: tuple[str, ...] = ()) -> tuple[DrawnGraph, str]:
@@ -75,8 +79,8 @@ def describe_job(job: JobConfig, detail: str = "auto", searched: tuple[str, ...]
         targets = counts.targets
         for drawn in chosen:
             drawn.removal = counts.removed.get(drawn.name)
-        notes.append(f"schedule {pruning.schedule.kind}: targets {', '.join(f'{t:.2f}' for t in targets)}; steps rank "
-                     f"channels by {counts.ranking} on {weights}, once, on the dense model")
+        notes.append(f"schedule {pruning.schedule.kind} ({_targets_text(targets)}); the steps' counts rank channels by "
+                     f"{counts.ranking} on {weights}, once, on the dense model")
     total = sum(g.channels for _, g in groups)
     title = (f"{job.model.name} ({'x'.join(map(str, example.shape[1:]))}), {_scope_text(pruning)}: {len(chosen)} of "
              f"{len(groups)} groups, {sum(g.channels for g in chosen)} of {total} channels in scope")
