@@ -103,7 +103,7 @@ def report_command(
     report = write_report(rows, output, saved.name, open_search_study(saved), front, search=saved)
     for image in report.images + (report.scope.files if report.scope else []):
         out.print(f"wrote {image}", highlight=False)
-    for note in report.notes:
+    for note in report.notes + ([report.scope.note] if report.scope and report.scope.note else []):
         out.print(f"note: {note}", highlight=False)
     out.print(f"open {report.page}", highlight=False)
 
