@@ -21,7 +21,7 @@ def test_the_report_page_shows_and_links_the_scope_drawing_of_the_searchs_model(
     assert "<h2>Pruning scope</h2>" in page and "<img src='graph/tiny_cnn_dependency.svg'" in page
     assert "tiny_cnn (3x32x32), scope expand:" in page
     texts = [t.text or "" for t in ElementTree.parse(drawing).getroot().iter("{http://www.w3.org/2000/svg}text")]
-    assert any(t.startswith("the search varies pruning.criterion") for t in texts)  # drawn with the config's values
+    assert any(t.startswith("a search of this config varies pruning.criterion") for t in texts)
 
 
 def test_without_dot_the_report_page_says_how_to_draw_the_scope(tmp_path, monkeypatch):

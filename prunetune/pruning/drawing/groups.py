@@ -70,10 +70,11 @@ def data_free(pruning):
 
 
 def step_counts(model: nn.Module, example: torch.Tensor, pruning, channels: int, seed: int = 0,
-                latency=None) -> StepCounts:
-    """Per group in scope: the channels the schedule's first and last step remove, and what is left."""
+                latency=None, graph=None) -> StepCounts:
+    """Per group in scope: the channels the schedule's first and last step remove, and what is left
+    (``graph``: the model's traced graph, if there is one already)."""
     config, ranking = data_free(pruning)
-    pruner = Pruner(model, example, config, seed=seed, latency=latency)
+    pruner = Pruner(model, example, config, seed=seed, latency=latency, graph=graph)
     scores = pruner.scores()
 
     def solve() -> float:

@@ -75,7 +75,7 @@ def describe_job(job: JobConfig, detail: str = "auto", searched: tuple[str, ...]
     notes = []
     targets: list[float] = []
     if chosen:
-        counts = step_counts(model, example, pruning, job.data.channels, job.seed, job.latency)
+        counts = step_counts(model, example, pruning, job.data.channels, job.seed, job.latency, graph)
         targets = counts.targets
         for drawn in chosen:
             drawn.removal = counts.removed.get(drawn.name)
@@ -85,7 +85,7 @@ def describe_job(job: JobConfig, detail: str = "auto", searched: tuple[str, ...]
     title = (f"{job.model.name} ({'x'.join(map(str, example.shape[1:]))}), {_scope_text(pruning)}: {len(chosen)} of "
              f"{len(groups)} groups, {sum(g.channels for g in chosen)} of {total} channels in scope")
     if searched:
-        notes.append(f"the search varies {', '.join(searched)}: drawn with the config's own values")
+        notes.append(f"a search of this config varies {', '.join(searched)}: drawn with the config's own values")
     drawn_graph = read_graph(model, graph, groups, tuple(example.shape), title, block_of_nodes(graph, computed_by))
     drawn_graph.targets, drawn_graph.notes = targets, notes
     modules = dict(model.named_modules())
