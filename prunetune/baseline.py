@@ -137,6 +137,12 @@ def _baselines(config: JobConfig) -> Path:
     return Path(config.storage.root).expanduser() / "baselines"
 
 
+def trained_baseline(config: JobConfig) -> BaselineRecord | None:
+    """The record of the baseline already trained for ``config`` (its model.pt beside it), or None."""
+    key = baseline_key(config)
+    return _read_record(baseline_dir(config, key), key)
+
+
 def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None,
                      directory: Path | None = None) -> Baseline:
     """Load the baseline for ``config`` if it exists, otherwise train (or measure) and save it.

@@ -1,3 +1,5 @@
+import os
+import shutil
 import textwrap
 
 import pytest
@@ -78,3 +80,12 @@ def search_job(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture
+def dot_installed():
+    """Render tests run where Graphviz's dot is; CI (PRUNETUNE_REQUIRE_DOT=1, set by .ci/run) fails without it."""
+    if shutil.which("dot") is None:
+        if os.environ.get("PRUNETUNE_REQUIRE_DOT"):
+            pytest.fail("Graphviz's dot is missing but PRUNETUNE_REQUIRE_DOT is set: `make dot` installs it")
+        pytest.skip("Graphviz's dot is not installed (`make dot` installs it)")

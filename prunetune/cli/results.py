@@ -125,10 +125,10 @@ def report_command(
     rows = load(name, storage)
     front = front_table(pareto_front(rows)) if not rows.empty else None
     report = write_report(rows, output, saved.name, open_search_study(saved), front,
-                          OBJECTIVES.get(saved.job.search.objectives))
-    for image in report.images:
+                          OBJECTIVES.get(saved.job.search.objectives), search=saved)
+    for image in report.images + (report.scope.files if report.scope else []):
         out.print(f"wrote {image}", highlight=False)
-    for note in report.notes:
+    for note in report.notes + ([report.scope.note] if report.scope and report.scope.note else []):
         out.print(f"note: {note}", highlight=False)
     out.print(f"open {report.page}", highlight=False)
 

@@ -5,6 +5,7 @@
 - accuracy against channel sparsity, one line per trial, coloured by criterion;
 - which searched settings matter (``results/importance.py``: PED-ANOVA over each trial's
   own per-step front), or on the page the reason it is not shown.
+- the pruning scope: the search's model drawn with its groups (``scope.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prunetune.objectives import Objective
 from prunetune.registry import OBJECTIVES
 from prunetune.results.front import pareto_front
 from prunetune.results.importance import METHOD, SettingImportance, setting_importance
+from prunetune.results.scope import ScopeSection, draw_scope
 from prunetune.results.tables import CRITERION, mac_unit
 
 if TYPE_CHECKING:
@@ -42,6 +44,7 @@ class Report:
     directory: Path
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # printed by the command; the page says the same in place
+    scope: ScopeSection | None = None  # the search's scope drawing
 
     @property
     def images(self) -> list[Path]:
@@ -173,8 +176,10 @@ SUBJECTS = {  # each plot's heading and what it shows, on the page
 
 
 def write_report(df: pd.DataFrame, directory: str | Path, title: str, study: optuna.Study | None = None,
-                 front_table: pd.DataFrame | None = None, objective: Objective | None = None) -> Report:
-    """The plots and ``index.html``; ``objective`` (the search's, default accuracy_macs) ranks trials for importance."""
+                 front_table: pd.DataFrame | None = None, objective: Objective | None = None,
+                 search=None) -> Report:
+    """The plots and ``index.html``; ``objective`` (the search's, default accuracy_macs) ranks trials for
+    importance; with the ``search`` (a ``SearchHome``), its scope drawing."""
     report = Report(Path(directory))
     if df.empty:
         report.notes.append("no results yet: no trial has reported a step")
@@ -185,6 +190,8 @@ def write_report(df: pd.DataFrame, directory: str | Path, title: str, study: opt
     if study is not None:
         report.sections.append(_importance_section(study, df, objective or OBJECTIVES.get("accuracy_macs"), title,
                                                    report))
+    if search is not None:
+        report.scope = draw_scope(search.job, search.space, report.directory)
     report.page.write_text(_page(title, df, report, front_table))
     return report
 
@@ -219,6 +226,8 @@ def _page(title: str, df: pd.DataFrame, report: Report, front_table: pd.DataFram
         if section.image is not None:
             parts.append(f"<img src='{html.escape(section.image.name)}' alt='{html.escape(section.heading)}'>")
         parts.append(f"<p class='about'>{html.escape(section.text)}</p>")
+    if report.scope is not None:
+        parts.append(report.scope.html(report.directory))
     if df.empty:
         parts.append("<p><em>No results yet: no trial has reported a step.</em></p>")
     return "\n".join(parts + ["</body></html>"])
