@@ -341,16 +341,17 @@ def matches_any(names: list[str], patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns)
 
 
+def matching_pattern(group: PrunableGroup, patterns: tuple[str, ...]) -> str | None:
+    """The first of ``patterns`` naming one of the group's producers, or None."""
+    return next((p for p in patterns for name, _ in group.producers if fnmatch.fnmatchcase(name, p)), None)
+
+
 def select_scope(model: nn.Module, graph: tp.DependencyGraph, scope: str,
                  include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[PrunableGroup]:
     """The groups of the registered ``scope``, adjusted by name patterns."""
     groups = all_groups(model, graph)
     chosen = SCOPES.get(scope, field="pruning.scope")(model, groups)
-
-    def matches(group: PrunableGroup, patterns: tuple[str, ...]) -> bool:
-        return matches_any([name for name, _ in group.producers], patterns)
-
-    chosen += [g for g in groups if g not in chosen and include and matches(g, include)]
-    chosen = [g for g in chosen if not (exclude and matches(g, exclude))]
+    chosen += [g for g in groups if g not in chosen and matching_pattern(g, include)]
+    chosen = [g for g in chosen if not matching_pattern(g, exclude)]
     refuse_unsupported(model, chosen, scope)
     return chosen

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 import time
 from pathlib import Path
 
@@ -40,22 +40,27 @@ def error_location(trial, root: str) -> str:
 
 
 @contextmanager
-def trial_tracebacks_unprinted() -> Iterator[None]:
+def tune_variable(name: str, value: str) -> Iterator[None]:
+    """A Ray Tune environment variable set while a search runs (Tune reads them as ``fit`` starts), then restored."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def trial_tracebacks_unprinted() -> AbstractContextManager[None]:
     """Ray's own print of each failed trial's traceback off while a search runs.
 
     Ray 2.60's controller logs ~45 lines per failure ("Trial task failed for trial ...") unless
     ``TUNE_PRINT_ALL_TRIAL_ERRORS`` is 0 (a documented Tune variable, read when ``fit``
     builds the controller); the traceback still goes to the trial's ``error.txt``.
     """
-    before = os.environ.get("TUNE_PRINT_ALL_TRIAL_ERRORS")
-    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("TUNE_PRINT_ALL_TRIAL_ERRORS", None)
-        else:
-            os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = before
+    return tune_variable("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 class ErrorRecorder(tune.Callback):
@@ -162,10 +167,12 @@ class ProgressPrinter(tune.Callback):
     # Prints through the builtin looked up at call time: Ray pickles callbacks into its
     # experiment state and may have replaced builtins.print, so a stored reference fails to pickle.
     root = ""  # a printer pickled in an older search's experiment state has none
+    stop_reason = None  # nor this: the scheduler's reason for stopping a trial early
 
-    def __init__(self, study, root: str) -> None:
+    def __init__(self, study, root: str, stop_reason=None) -> None:
         self.number = TrialNumbers(study)
         self.root = root
+        self.stop_reason = stop_reason
 
     def _label(self, trial) -> str:
         number = self.number(trial.trial_id)
@@ -180,7 +187,12 @@ class ProgressPrinter(tune.Callback):
               f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        print(f"{self._label(trial)} finished")
+        stopped = self.stop_reason(trial.trial_id) if self.stop_reason is not None else None
+        if stopped:
+            print(f"{self._label(trial)} stopped at rung {stopped['rung']} ({stopped['cost']} {stopped['level']:g}): "
+                  f"accuracy {stopped['accuracy']:.4f} there, {stopped['better']} of {stopped['recorded']} trials ahead")
+        else:
+            print(f"{self._label(trial)} finished")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         # One line, not Ray's traceback (the driver sets TUNE_PRINT_ALL_TRIAL_ERRORS=0); it stays in the file.
