@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import pandas as pd
+import torch
 from typer.testing import CliRunner
 
 from prunetune.cli import app
 from prunetune.config import load_config
 from prunetune.pruning import load_pruned
+from prunetune.pruning.kernel_topk import masks_from_metadata
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "digits_tkp.yaml"
 TINY = ("data.train_size=256", "data.calibration_size=64", "baseline.epochs=2", "recovery.epochs=1",
@@ -34,3 +36,11 @@ def test_prunetune_run_on_the_tkp_example_reports_the_tkp_row_with_its_effective
     assert 2 / 9 < tkp["effective_macs"] / tkp["macs"] < 0.3
     assert f"best feasible: step 2, accuracy {tkp['accuracy']:.4f}" in result.output
     assert load_pruned(tmp_path / "run" / "best.pt").metadata["tkp"]["effective_macs"] == tkp["effective_macs"]
+    # The run's export carries the TKP step's masks, and its zeros are in the weights.
+    exported = CliRunner().invoke(app, ["export", str(tmp_path / "run"), "-o", str(tmp_path / "tkp.pt")])
+    assert exported.exit_code == 0, exported.output
+    saved = load_pruned(tmp_path / "tkp.pt")
+    assert saved.metadata["step"] == 2 and saved.metadata["tkp"]["effective_macs"] == tkp["effective_macs"]
+    masks = masks_from_metadata(saved.metadata)
+    convs = dict(saved.model.named_modules())
+    assert masks and all(torch.equal(mask, convs[name].weight != 0) for name, mask in masks.items())
