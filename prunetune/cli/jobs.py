@@ -74,9 +74,10 @@ def run_pipeline(
     out.print(results_table(result))
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
+        effective = (f", effective MACs {best.best_effective_macs:,} (theoretical)"
+                     if best.best_effective_macs != best.best_macs else "")
         out.print(f"best feasible: step {best.best_step}, accuracy {best.best_accuracy:.4f}, "
-                  f"MACs {best.best_macs:,} ({best.best_mac_ratio:.1%} of baseline), effective MACs "
-                  f"{best.best_effective_macs:,} (theoretical)", highlight=False)
+                  f"MACs {best.best_macs:,} ({best.best_mac_ratio:.1%} of baseline){effective}", highlight=False)
         out.print(f"export it: prunetune export {shlex.quote(str(result.directory))} -o model.pt --pt2  "
                   "(--step N for its last step; a run keeps its best and its last step)",
                   highlight=False, markup=False)
@@ -87,26 +88,27 @@ def run_pipeline(
 
 def results_table(result) -> Table:
     """Seed 001's table: target -> accuracy, MACs, with the baseline first; one format per column
-    (results/tables.py: accuracy 4 decimals, ratios as %, counts in one unit per column). The
-    effective MAC ratio (theoretical: TKP / N:M zeros, dense kernels still do the work) is the
+    (results/tables.py: accuracy 4 decimals, ratios as %, counts in one unit per column). With a
+    TKP row, also its effective MAC ratio (theoretical: dense kernels still do the work), the
     cost the best step is ranked by."""
     from prunetune.results.tables import accuracy_text, count_format, percent_text
 
+    effective = any(row.effective_mac_ratio != row.mac_ratio for row in result.rows)
     table = Table(title=f"prune-and-recover (threshold {accuracy_text(result.threshold)})")
     for column in ("step", "target", "sparsity", "pre-recovery acc", "accuracy", "MACs", "MAC ratio",
-                   "eff. MAC ratio (theoretical)", "params", "epochs (best)", "time", "feasible"):
+                   *["eff. MAC ratio (theoretical)"] * effective, "params", "epochs (best)", "time", "feasible"):
         table.add_column(column, justify="right")
     macs = count_format([result.baseline_macs, *(row.macs for row in result.rows)])
     params = count_format([result.baseline_params, *(row.params for row in result.rows)])
     table.add_row("baseline", percent_text(0.0), percent_text(0.0), "", accuracy_text(result.baseline_accuracy),
-                  macs(result.baseline_macs), percent_text(1.0), percent_text(1.0), params(result.baseline_params),
-                  "", "", "")
+                  macs(result.baseline_macs), percent_text(1.0), *[percent_text(1.0)] * effective,
+                  params(result.baseline_params), "", "", "")
     for row in result.rows:
         step = f"{row.step} {row.phase}" if row.phase != "prune" else str(row.step)
         table.add_row(step, percent_text(row.target_sparsity), percent_text(row.sparsity),
                       accuracy_text(row.pre_accuracy), accuracy_text(row.accuracy), macs(row.macs),
-                      percent_text(row.mac_ratio), percent_text(row.effective_mac_ratio), params(row.params),
-                      f"{row.epochs_run} ({row.best_epoch})", f"{sum(row.seconds.values()):.1f}s",
+                      percent_text(row.mac_ratio), *[percent_text(row.effective_mac_ratio)] * effective,
+                      params(row.params), f"{row.epochs_run} ({row.best_epoch})", f"{sum(row.seconds.values()):.1f}s",
                       "yes" if row.feasible else Text("no", style="red"))
     return table
 

@@ -106,9 +106,11 @@ def hypervolume(df: pd.DataFrame, reference: Mapping[str, float],
                 objectives: Mapping[str, str] | None = None, feasible_only: bool = True) -> float:
     """Hypervolume of ``df``'s front against ``reference`` (one value per objective column).
 
-    ``objectives`` defaults to accuracy (max) and effective_mac_ratio (min), which compares
-    searches on different baselines; rows not strictly better than the reference in every objective
-    add nothing.
+    ``objectives`` defaults to accuracy (max) and effective_mac_ratio (min): a ratio compares
+    searches on different baselines, and the effective one scores a search mixing channel-only
+    and TKP trials at what each step costs (a channel-only row's is its ``mac_ratio``, also for
+    stores written before the column). Rows not strictly better than the reference in every
+    objective add nothing.
     """
     objectives = dict(objectives or RATIO_OBJECTIVES)
     if set(reference) != set(objectives):
