@@ -34,6 +34,7 @@ FULL = {
     "search_quality": [],
     "store_writes": [],
     "gpu_packing": [],
+    "tkp": [],
 }
 
 

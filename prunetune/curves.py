@@ -1,7 +1,9 @@
 """A trial's accuracy-vs-cost curve: the cost ratio of a step, and the area its feasible steps dominate.
 
-A step's *cost ratio* is how much of the dense model's cost it keeps: its MAC ratio, or
-with a latency cost (``accuracy_latency``) its measured latency over the baseline's,
+A step's *cost ratio* is how much of the dense model's cost it keeps: its effective MAC
+ratio (theoretical: multiply-adds with a non-zero weight, so a TKP / N:M step counts what
+its masks leave; equal to the MAC ratio for a channel-only step, and read from
+``mac_ratio`` where a row has none), or with a latency cost (``accuracy_latency``) its measured latency over the baseline's,
 timed in the same trial (``baseline_latency_ms`` in every row). The cost rungs
 (``prunetune/rungs.py``) compare trials at cost ratios, and ``front_area``
 (``prunetune/objectives.py``) is the hypervolume a trial's feasible steps dominate in
@@ -33,9 +35,10 @@ def number(value: object) -> float | None:
 
 
 def cost_ratio(row: dict, cost: str) -> float | None:
-    """The step's cost over the dense model's: MAC ratio, or latency over the baseline's latency."""
+    """The step's cost over the dense model's: effective MAC ratio, or latency over the baseline's latency."""
     if cost == "macs":
-        return number(row.get("mac_ratio"))
+        effective = number(row.get("effective_mac_ratio"))
+        return effective if effective is not None else number(row.get("mac_ratio"))
     if cost == "latency_ms":
         latency, baseline = number(row.get("latency_ms")), number(row.get("baseline_latency_ms"))
         return latency / baseline if latency is not None and baseline else None

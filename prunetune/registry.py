@@ -102,10 +102,12 @@ LR_SCHEDULES: Registry[Any] = Registry("lr schedule", home="prunetune.training")
 OBJECTIVES: Registry[Any] = Registry("objective", home="prunetune.objectives")
 SAMPLERS: Registry[Any] = Registry("sampler", home="prunetune.samplers")
 SCHEDULERS: Registry[Any] = Registry("scheduler", home="prunetune.schedulers")
+TKP_REGULARISERS: Registry[Any] = Registry("tkp regulariser", home="prunetune.pruning.kernel_penalty")
 
 # What `prunetune list KIND` knows, by the plural a user types.
 LISTED: dict[str, Registry[Any]] = {
     "datasets": DATASETS, "models": MODELS, "scopes": SCOPES, "criteria": CRITERIA, "reductions": REDUCTIONS,
     "schedules": SCHEDULES, "repairs": REPAIRS, "optimizers": OPTIMIZERS, "lr-schedules": LR_SCHEDULES,
     "objectives": OBJECTIVES, "samplers": SAMPLERS, "schedulers": SCHEDULERS,
+    "tkp-regularisers": TKP_REGULARISERS,
 }

@@ -153,7 +153,7 @@ class RungBook:
         """Record the levels report row ``row`` passes, decide on each, and return the new records.
 
         The row's keys read: ``step``, ``accuracy``, ``feasible``, ``threshold``,
-        ``baseline_accuracy`` and the cost (``mac_ratio``, or ``latency_ms`` and
+        ``baseline_accuracy`` and the cost (``effective_mac_ratio`` or ``mac_ratio``, or ``latency_ms`` and
         ``baseline_latency_ms``): a pipeline row, or a simulated one.
         """
         settings = self.settings

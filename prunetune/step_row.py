@@ -48,12 +48,21 @@ class StepRow:
     latency_ms: float = math.nan  # measured (latency section) when the search optimises latency
     best_latency_ms: float = math.nan
     baseline_latency_ms: float = math.nan  # the dense model's, timed in the same run: the latency ratio's base
-    phase: str = "prune"  # "final": seed 003's phase 3, fine-tuning the last feasible step's model (no cut)
+    phase: str = "prune"  # "final": seed 003's phase 3, fine-tuning the last feasible step's model (no cut);
+    # "tkp": the top-K kernel / N:M stage (pipeline/kernel_stage.py)
+    # Theoretical: multiply-adds with a non-zero weight (pruning/kernel_topk.py); equal to macs without TKP.
+    # The cost the objectives and the best step rank by, so channel-only and TKP rows compare on one column.
+    effective_macs: int | None = None
+    effective_mac_ratio: float = math.nan
+    best_effective_macs: int | None = None
 
     @classmethod
     def make(cls, step: int, target: float, sparsity: float, masked: bool, complexity: Complexity, dense: Complexity,
-             pre_accuracy: float, recovered, threshold: float, seconds: dict[str, float]) -> StepRow:
+             pre_accuracy: float, recovered, threshold: float, seconds: dict[str, float],
+             effective_macs: int | None = None) -> StepRow:
+        effective = complexity.macs if effective_macs is None else effective_macs
         return cls(step=step, target_sparsity=target, sparsity=sparsity, masked=masked, macs=complexity.macs,
+                   effective_macs=effective, effective_mac_ratio=effective / dense.macs,
                    params=complexity.params, mac_ratio=complexity.macs / dense.macs,
                    param_ratio=complexity.params / dense.params, pre_accuracy=pre_accuracy,
                    accuracy=recovered.accuracy, best_epoch=recovered.best_epoch, epochs_run=recovered.epochs_run,

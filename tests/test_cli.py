@@ -145,7 +145,8 @@ def test_list_datasets_and_unknown_kind():
     assert lines[0] == "datasets:" and [line.split()[0] for line in lines[1:]] == ["cifar10", "cifar100", "digits",
                                                                                   "imagefolder", "shapes"]
     _fails_cleanly(runner.invoke(app, ["list", "kernels"]), "unknown kind 'kernels'; known: datasets, models, scopes, "
-                   "criteria, reductions, schedules, repairs, optimizers, lr-schedules, objectives, samplers")
+                   "criteria, reductions, schedules, repairs, optimizers, lr-schedules, objectives, samplers, "
+                   "tkp-regularisers")
 
 
 def test_list_shows_every_registry_with_its_names():

@@ -40,6 +40,9 @@ EVERY_SECTION = {
     "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db", "step_models": "best"},
     "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},
     "latency": {"device": "cuda", "batch_size": 8, "repeats": 5},
+    "tkp": {"topk": 2, "nm": "2:4", "depthwise": False, "include": ["classifier.0"], "exclude": ["features.0.*"],
+            "reg_type": "exponential", "beta": 100.0, "alpha": 2.0, "stage1_epochs": 3, "stage1_lr": 0.01,
+            "stage2_epochs": 4, "stage2_lr": 0.0005},
 }
 
 

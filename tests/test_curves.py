@@ -24,7 +24,7 @@ def test_front_area_is_the_area_a_trials_feasible_steps_dominate_against_thresho
     assert front_area(CURVE, "macs") == pytest.approx(0.06 + 0.05 + 0.02)
     # the same hypervolume as the results layer's over the same rows
     assert front_area(CURVE, "macs") == pytest.approx(
-        hypervolume(pd.DataFrame(CURVE), {"accuracy": THRESHOLD, "mac_ratio": 1.0}))
+        hypervolume(pd.DataFrame(CURVE), {"accuracy": THRESHOLD, "effective_mac_ratio": 1.0}))
 
 
 def test_front_area_has_no_value_without_a_feasible_step_and_none_for_steps_at_the_reference():
@@ -50,5 +50,17 @@ def test_a_latency_cost_ratio_is_latency_over_the_baselines_timed_in_the_same_tr
     rows = [{**row, "latency_ms": row["mac_ratio"] * 2, "baseline_latency_ms": 4.0} for row in CURVE]  # half
     assert front_area(rows, "latency_ms") == pytest.approx(
         hypervolume(pd.DataFrame(rows).assign(mac_ratio=lambda df: df["mac_ratio"] / 2),
-                    {"accuracy": THRESHOLD, "mac_ratio": 1.0}))
+                    {"accuracy": THRESHOLD, "mac_ratio": 1.0}, {"accuracy": "max", "mac_ratio": "min"}))
     assert OBJECTIVES.get("front_area_latency").measures_latency
+
+
+def test_a_tkp_step_counts_at_its_effective_mac_ratio_in_front_area():
+    # The TKP stage keeps the last cut's dense MACs (0.4) and a quarter of them effective (0.1).
+    tkp = step(6, 0.4, 0.7, phase="tkp", effective_mac_ratio=0.1)
+    assert cost_ratio(tkp, "macs") == 0.1
+    assert cost_ratio(CURVE[0], "macs") == 0.8  # a row without the column: its MAC ratio
+    # By hand, in (cost ratio, accuracy): (0.1, 0.7) dominates step 4's (0.4, 0.7). (0.8, 0.9) over [0.8, 1]:
+    # 0.2 x 0.3; (0.6, 0.85) over [0.6, 0.8]: 0.2 x 0.25; (0.1, 0.7) over [0.1, 0.6]: 0.5 x 0.1.
+    assert front_area([*CURVE, tkp], "macs") == pytest.approx(0.06 + 0.05 + 0.05)
+    assert front_area([*CURVE, tkp], "macs") == pytest.approx(
+        hypervolume(pd.DataFrame([*CURVE, tkp]), {"accuracy": THRESHOLD, "effective_mac_ratio": 1.0}))

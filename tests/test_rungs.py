@@ -200,3 +200,12 @@ def test_the_rung_logic_loads_neither_ray_nor_torch_nor_optuna():
     loaded = run_fresh("import sys\nimport prunetune.rungs, prunetune.curves, prunetune.schedulers\n"
                        "print(' '.join(m for m in ('ray', 'torch', 'optuna') if m in sys.modules))")
     assert loaded == ""
+
+
+def test_a_tkp_step_passes_the_levels_of_its_effective_mac_ratio():
+    rungs = book()
+    rungs.observe("a", row(1, 0.75, 0.85))
+    # The TKP stage: the cut's dense MAC ratio (0.75), a quarter of it effective.
+    records = rungs.observe("a", row(2, 0.75, 0.80, phase="tkp", effective_mac_ratio=0.1875))
+    assert [r.level for r in records] == [0.7, 0.6, 0.5, 0.4, 0.3]
+    assert records[0].accuracy == pytest.approx(0.85 - 0.05 * 0.05 / (0.75 - 0.1875))

@@ -25,7 +25,7 @@ def _mac_count(text: str) -> float:
 def pareto(
     name: Annotated[str, typer.Argument(help="name of the search (or its folder)")],
     storage: StorageOpt = None,
-    max_macs: Annotated[str | None, typer.Option("--max-macs", help="only points with at most these MACs (350M, 1.2G)")] = None,
+    max_macs: Annotated[str | None, typer.Option("--max-macs", help="only points with at most these (effective) MACs (350M, 1.2G)")] = None,
     min_accuracy: Annotated[float | None, typer.Option("--min-accuracy", help="only points at least this accurate")] = None,
     output_format: Annotated[str, typer.Option("--format", help="table (for people), or csv or json (raw numbers: "
                                                                  "accuracy, macs, mac_ratio, params, latency_ms, and "
@@ -33,7 +33,7 @@ def pareto(
     include_infeasible: Annotated[bool, typer.Option("--include-infeasible", help="also steps below the threshold")] = False,
     cost: Annotated[str, typer.Option("--cost", help="macs, or latency (searches with objectives accuracy_latency)")] = "macs",
 ) -> None:
-    """The Pareto front of accuracy against MACs (or latency) over every trial's every pruning step."""
+    """The Pareto front of accuracy against effective MACs (or latency) over every trial's every pruning step."""
     from prunetune.results import front_table, load, pareto_front
     from prunetune.results.tables import front_records, records_json
 
@@ -42,14 +42,14 @@ def pareto(
     if cost not in ("macs", "latency"):
         raise typer.BadParameter(f"--cost {cost!r}: use macs or latency")
     rows = load(name, storage)
-    objectives = {"accuracy": "max", "macs" if cost == "macs" else "latency_ms": "min"}
+    objectives = {"accuracy": "max", "effective_macs" if cost == "macs" else "latency_ms": "min"}
     if cost == "latency" and not rows.empty and rows["latency_ms"].isna().all():
         err.print(f"{name}: no step has a measured latency; search with search.objectives=accuracy_latency",
                   highlight=False)
         raise typer.Exit(2)
     front = pareto_front(rows, objectives, feasible_only=not include_infeasible) if not rows.empty else rows
     if max_macs is not None and not front.empty:
-        front = front[front["macs"] <= _mac_count(max_macs)]
+        front = front[front["effective_macs"] <= _mac_count(max_macs)]
     if min_accuracy is not None and not front.empty:
         front = front[front["accuracy"] >= min_accuracy]
     if output_format == "csv":

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from prunetune.config.base import SEED_MAX, Section
 from prunetune.config.inputs import (SERVING_ONLY_DATA, TRAINING_ONLY_DATA, UNTRAINED_BASELINE, BaselineConfig,
                                      DataConfig, ModelConfig)
+from prunetune.config.kernel import TkpConfig, check_tkp_with_job, refuse_idle_tkp
 from prunetune.config.pruning import PruningConfig
 from prunetune.config.recovery import RecoveryConfig, StopConfig
 from prunetune.config.search import LatencyConfig, RuntimeConfig, SearchConfig, StorageConfig
@@ -42,6 +43,12 @@ class JobConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    tkp: TkpConfig = Field(default_factory=TkpConfig)
+
+    @model_validator(mode="after")
+    def _tkp_fits_the_job(self) -> JobConfig:
+        check_tkp_with_job(self)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -78,7 +85,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw: dict[str, Any] = {}
     if path is not None:
         raw = read_yaml(Path(path))
-    return validate_config(apply_overrides(raw, overrides))
+    config = validate_config(apply_overrides(raw, overrides))
+    refuse_idle_tkp(config)  # a single job's rule: a search may set tkp for the trials that turn it on
+    return config
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

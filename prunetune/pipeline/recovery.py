@@ -75,10 +75,13 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtime, recovery, target_sparsity: float,
             start_accuracy: float, after_step: Callable[[], None] | None = None,
             on_epoch: EpochCallback | None = None, epochs: int | None = None,
-            recalibrate: Callable[[], None] | None = None, lr: float | None = None) -> RecoveryResult:
+            recalibrate: Callable[[], None] | None = None, lr: float | None = None,
+            judge: Callable[[nn.Module], float] | None = None) -> RecoveryResult:
     """Train up to ``recovery.epochs`` epochs (or ``epochs``); restore the best validation state.
 
     ``lr`` replaces the rate chosen by ``target_sparsity`` (the final fine-tuning's ``final_lr``).
+    ``judge(model)`` replaces the validation accuracy an epoch is judged (and kept) by: TKP's
+    stage 1 judges a dense model by the accuracy its hard masks would leave.
 
     ``recalibrate`` runs after each epoch, before evaluation: with a low BN momentum
     (0.01 in torchvision's MobileNetV3) a few hundred recovery batches leave the running
@@ -108,7 +111,7 @@ def recover(model: nn.Module, loss_fn, train_loader, val_loader, runtime: Runtim
         if recalibrate is not None:
             recalibrate()
         middle = time.perf_counter()
-        accuracy = evaluate(model, val_loader, runtime).accuracy
+        accuracy = judge(model) if judge is not None else evaluate(model, val_loader, runtime).accuracy
         result.train_seconds += middle - started
         result.eval_seconds += time.perf_counter() - middle
         result.epochs_run = epoch

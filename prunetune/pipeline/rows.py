@@ -1,8 +1,8 @@
 """A run's report rows (``prunetune/step_row.py``), the running best in them, and their Parquet file.
 
 The *best feasible* step is the most pruned step whose accuracy is at or above the
-threshold: fewest MACs (lowest measured latency when the search optimises latency), ties
-to the higher accuracy. That is the model seed 001 keeps
+threshold: fewest effective MACs (equal to MACs without TKP; lowest measured latency when
+the search optimises latency), ties to the higher accuracy. That is the model seed 001 keeps
 by hand, and since every row carries it (``best_*``), the last row alone is the
 trial's outcome.
 """
@@ -40,20 +40,20 @@ class RunResult:
         if previous is not None:
             row.best_step, row.best_accuracy = previous.best_step, previous.best_accuracy
             row.best_macs, row.best_mac_ratio = previous.best_macs, previous.best_mac_ratio
-            row.best_latency_ms = previous.best_latency_ms
+            row.best_latency_ms, row.best_effective_macs = previous.best_latency_ms, previous.best_effective_macs
         if row.feasible and (previous is None or previous.best_step is None or self._better(row, previous)):
             row.best_step, row.best_accuracy, row.best_macs, row.best_mac_ratio = (
                 row.step, row.accuracy, row.macs, row.mac_ratio)
-            row.best_latency_ms = row.latency_ms
+            row.best_latency_ms, row.best_effective_macs = row.latency_ms, row.effective_macs
             row.is_best = True
         self.rows.append(row)
         return row
 
     def _better(self, row: StepRow, previous: StepRow) -> bool:
-        """Cheaper than the best so far (MACs, or latency when it is the cost), ties to accuracy."""
+        """Cheaper than the best so far (effective MACs, or latency when it is the cost), ties to accuracy."""
         if self.cost == "latency_ms":
             return (row.latency_ms, -row.accuracy) < (previous.best_latency_ms, -previous.best_accuracy)
-        return (row.macs, -row.accuracy) < (previous.best_macs, -previous.best_accuracy)
+        return (row.effective_macs, -row.accuracy) < (previous.best_effective_macs, -previous.best_accuracy)
 
     @property
     def best(self) -> StepRow | None:

@@ -7,11 +7,13 @@ means / gradients, as the criterion and compensation need) -> score -> compensat
 prune or mask -> repair -> evaluate -> recover -> evaluate -> one report row -> stop below
 the threshold. The row of the step that fell below is still reported (``feasible`` False)
 and never becomes the best. With ``recovery.final_epochs``, seed 003's phase 3 follows:
-the last feasible model fine-tuned, one more row (``phase`` "final").
+the last feasible model fine-tuned, one more row (``phase`` "final"). With ``tkp.topk`` /
+``tkp.nm``, the TKP stage follows (``kernel_stage.py``): one more row (``phase`` "tkp"), also
+alone when ``pruning.schedule.kind`` is none.
 
 Read top to bottom: ``prepare_run`` (once), ``prune_step`` (one schedule step, returns its
 row), ``final_step`` (the final fine-tuning), ``record_step`` (keep, save, report), and
-``run``, the loop over them.
+``run``, the loop over them and the TKP stage.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from prunetune.io import write_atomic
 from prunetune.models.complexity import Complexity, measure
 from prunetune.models.latency import model_latency
 from prunetune.objectives import OBJECTIVES, Objective
+from prunetune.pipeline.kernel_stage import tkp_source, tkp_stage
 from prunetune.pipeline.losses import VarianceEntropy, group_l21
 from prunetune.pipeline.recovery import make_loss, recover
 from prunetune.pipeline.rows import RunResult, StepRow, write_rows
@@ -112,11 +115,13 @@ def _sparse_pretraining(student, teacher, pruner: Pruner, baseline: Baseline, co
             start_accuracy=-1.0, on_epoch=on_epoch, epochs=recovery.sparse_pretrain_epochs)
 
 
-def _targets(config: JobConfig, student, example, pruner: Pruner, baseline: Baseline) -> list[float]:
+def _targets(config: JobConfig, student, example, get_pruner: Callable[[], Pruner],
+             baseline: Baseline) -> list[float]:
     def solve() -> float:
         # The dense model's ranking decides the cut at every candidate sparsity: scored once,
         # here, where the criterion's statistics and gradients exist (the solver cuts copies).
         runtime, calibration, batches = baseline.runtime, baseline.loaders.calibration, config.pruning.calibration_batches
+        pruner = get_pruner()
         groups = pruner.groups()
         stats = (collect_calibration(student, calibration, runtime, batches, groups=groups)[0]
                  if pruner.criterion.needs_stats else None)
@@ -144,14 +149,14 @@ class PreparedRun:
     student: nn.Module
     example: torch.Tensor
     dense: Complexity
-    pruner: Pruner
+    pruner: Pruner | None  # None when the schedule makes no channel step (the TKP stage alone)
     reference: DenseReference | None  # the dense model's moments, for repairs that need them
     targets: list[float]
     loss: Callable
     entropy: VarianceEntropy | None
     result: RunResult
     clock: PhaseClock
-    last_feasible: tuple[nn.Module, StepRow] | None = None  # kept for the final fine-tuning only
+    last_feasible: tuple[nn.Module, StepRow] | None = None  # kept for the final fine-tuning and TKP only
 
     @property
     def recalibration(self):
@@ -161,7 +166,7 @@ class PreparedRun:
     def recalibrate_student(self) -> None:
         recalibrate_batchnorm(self.student, self.recalibration, self.baseline.runtime,
                               self.config.pruning.recalibration_samples)
-        if self.pruner.masks:
+        if self.pruner is not None and self.pruner.masks:
             self.pruner.masks.apply()
 
 
@@ -188,13 +193,19 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
     if on_baseline is not None:
         on_baseline(baseline.summary(threshold))
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
-    pruner = Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
-    batches = pruning.calibration_batches
-    reference = (dense_reference(unpruned, loaders.calibration, runtime, batches)
-                 if get_repair(pruning.repair).needs_reference else None)
+    built: list[Pruner] = []  # once, on first need: the TKP stage alone needs no channel groups in scope
+
+    def student_pruner() -> Pruner:
+        if not built:
+            built.append(Pruner(student, example, pruning, seed=config.seed, latency=config.latency))
+        return built[0]
+
     if config.recovery.sparse_pretrain_epochs:
-        _sparse_pretraining(student, teacher, pruner, baseline, config, on_epoch)
-    targets = _targets(config, student, example, pruner, baseline)
+        _sparse_pretraining(student, teacher, student_pruner(), baseline, config, on_epoch)
+    targets = _targets(config, student, example, student_pruner, baseline)
+    pruner = student_pruner() if targets else None
+    reference = (dense_reference(unpruned, loaders.calibration, runtime, pruning.calibration_batches)
+                 if targets and get_repair(pruning.repair).needs_reference else None)
     entropy = (VarianceEntropy(stat_points(student, pruner.groups(), example))
                if config.recovery.variance_entropy_lambda else None)
     extra = (lambda: config.recovery.variance_entropy_lambda * entropy.pop()) if entropy else None
@@ -283,20 +294,26 @@ def final_step(run: PreparedRun, on_epoch=None) -> tuple[StepRow, nn.Module]:
 
 
 def record_step(run: PreparedRun, row: StepRow, save_steps: bool, report: ReportCallback | None,
-                model: nn.Module | None = None) -> None:
+                model: nn.Module | None = None, metadata: dict | None = None) -> None:
     """Add the row to the run's result, save the models it keeps, write the rows, report it.
 
-    ``model`` is the row's model where it is not the student's (the final fine-tuning's).
+    ``model`` is the row's model where it is not the student's (the final fine-tuning's, TKP's);
+    ``metadata`` what its saved files carry besides the row (TKP's masks).
     """
     run.result.add(row)
-    keep = run.config.recovery.final_epochs > 0 and row.feasible and row.phase == "prune"
+    # A later stage starts from the last feasible model: the final fine-tuning from a cut's,
+    # the TKP stage from a cut's or the final fine-tuning's.
+    later = ((row.phase == "prune" and run.config.recovery.final_epochs > 0)
+             or (row.phase != "tkp" and run.config.tkp.enabled))
+    keep = row.feasible and later
     if row.is_best or (save_steps and row.feasible) or keep:
         with _hooks_off(run):
             deployable = model if model is not None else _deployable(run)
+            saved = {**row.to_dict(), **(metadata or {})}
             if row.is_best:
-                save_pruned(deployable, run.directory / "best.pt", row.to_dict())
+                save_pruned(deployable, run.directory / "best.pt", saved)
             if save_steps and row.feasible:
-                save_pruned(deployable, run.directory / "step.pt", row.to_dict())
+                save_pruned(deployable, run.directory / "step.pt", saved)
             if keep:  # a copy where later cuts would change the student in place
                 cuts_follow = deployable is run.student and row.step < len(run.targets)
                 run.last_feasible = (copy.deepcopy(deployable) if cuts_follow else deployable), row
@@ -332,12 +349,19 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
     finally:
         if prepared.entropy is not None:
             prepared.entropy.close()
-    final = final_step(prepared, on_epoch) if prepared.last_feasible is not None else None
+    final = (final_step(prepared, on_epoch)
+             if prepared.last_feasible is not None and config.recovery.final_epochs else None)
     if final is not None:
         record_step(prepared, final[0], save_steps, report, final[1])
+    source = tkp_source(prepared) if config.tkp.enabled else None
+    kernel = tkp_stage(prepared, source, on_epoch) if source is not None else None
+    if kernel is not None:
+        _close_row(prepared, kernel.row, lambda: kernel.model)
+        record_step(prepared, kernel.row, save_steps, report, kernel.model, kernel.metadata)
     if prepared.result.rows:
-        last = final[1] if final is not None else _deployable(prepared)
-        save_pruned(last, directory / "last.pt", prepared.result.rows[-1].to_dict())
+        last, metadata = ((kernel.model, kernel.metadata) if kernel is not None
+                          else (final[1], {}) if final is not None else (_deployable(prepared), {}))
+        save_pruned(last, directory / "last.pt", {**prepared.result.rows[-1].to_dict(), **metadata})
     return prepared.result
 
 
@@ -367,4 +391,5 @@ def _accuracy(model, loader, runtime) -> float:
 def _deployable(run: PreparedRun) -> nn.Module:
     """The student as it would be deployed: masked channels cut from a copy when masks are on."""
     pruner = run.pruner
-    return cut_copy(run.student, pruner.masks.masked, run.example) if pruner.masks else run.student
+    return cut_copy(run.student, pruner.masks.masked, run.example) if pruner is not None and pruner.masks \
+        else run.student

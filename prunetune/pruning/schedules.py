@@ -3,7 +3,8 @@
 Targets are channel sparsities of the scope, counted from the original channel count
 (seed 001). ``linear`` divides the final sparsity p equally (p t / N); ``geometric``
 keeps the same fraction q = r^(1/N) of the *current* channels each step, r = 1 - p
-(seed 003 1.2.1); ``one_shot`` is one step to p; ``targets`` is an explicit list.
+(seed 003 1.2.1); ``one_shot`` is one step to p; ``targets`` is an explicit list; ``none``
+makes no channel step (the tkp stage alone prunes).
 ``mac_target`` first solves for the channel sparsity whose pruned model keeps
 ``mac_target`` of the MACs (``solve_mac_target``, starting from seed 003 2.2's quadratic
 estimate), then steps to it geometrically.
@@ -54,6 +55,12 @@ def geometric(config, solve: SolveMacTarget | None = None, final: float | None =
 def one_shot(config, solve: SolveMacTarget | None = None) -> list[float]:
     """One step to final_sparsity."""
     return [config.final_sparsity]
+
+
+@SCHEDULES.register("none")
+def no_cuts(config, solve: SolveMacTarget | None = None) -> list[float]:
+    """No channel steps: the tkp stage alone prunes (tkp.topk / tkp.nm)."""
+    return []
 
 
 @SCHEDULES.register("mac_target")

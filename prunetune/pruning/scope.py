@@ -336,6 +336,11 @@ def expand_groups(model: nn.Module, groups: list[PrunableGroup]) -> list[Prunabl
     return chosen
 
 
+def matches_any(names: list[str], patterns: tuple[str, ...]) -> bool:
+    """Whether any of the module ``names`` matches any fnmatch pattern (the include / exclude rule)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for name in names for pattern in patterns)
+
+
 def matching_pattern(group: PrunableGroup, patterns: tuple[str, ...]) -> str | None:
     """The first of ``patterns`` naming one of the group's producers, or None."""
     return next((p for p in patterns for name, _ in group.producers if fnmatch.fnmatchcase(name, p)), None)

@@ -12,7 +12,8 @@ needs to feed it (``data/deployment.py``: class names, input shape, preprocessin
 ``portable=True`` also writes a ``torch.export`` program next to it (``.pt2``, dynamic batch
 size) that loads with ``torch.export.load(path).module()`` and nothing but torch, whatever
 package defined the model's classes (TorchScript is deprecated in torch 2.11, so it is not
-used); the same metadata is its extra file ``metadata.json``::
+used); the same metadata is its extra file ``metadata.json``. A TKP step's model also carries
+its kernel masks and effective MACs (``carried_metadata``, ``pruning/kernel_topk.py``)::
 
     files = {"metadata.json": ""}
     program = torch.export.load("model.pt2", extra_files=files)
@@ -38,6 +39,7 @@ from prunetune.data.deployment import DEPLOYMENT_FILE, deployment_info
 from prunetune.errors import UserError
 from prunetune.home import is_uri
 from prunetune.io import write_atomic
+from prunetune.pruning.kernel_topk import carried_metadata
 from prunetune.pruning.persist import load_pruned, save_pruned
 from prunetune.results.experiment import fetch_model, find_row, load, open_search, resolved_config, temporary_folder
 
@@ -92,10 +94,10 @@ def export_model(experiment: str | Path, trial: int, step: int, out: str | Path,
             raise UserError(f"trial {trial} step {step}: its model file {source} is missing")
         if not is_uri(row["checkpoint"]):
             refuse_foreign_checkpoint(str(source), saved.experiment, f"trial {trial} step {step}")  # a symlink out
-        model = load_pruned(source).model
+        pruned = load_pruned(source)
     origin = {"source": "search", "experiment": saved.name, "trial": int(trial), "step": int(step)}
     metadata = export_metadata(origin, step_metrics(row), config, saved.meta.get("deployment"))
-    return write_export(model, config, metadata, out, portable)
+    return write_export(pruned.model, config, metadata | carried_metadata(pruned.metadata), out, portable)
 
 
 def export_run(directory: str | Path, out: str | Path, step: int | None = None, portable: bool = False) -> Exported:
@@ -124,7 +126,7 @@ def export_run(directory: str | Path, out: str | Path, step: int | None = None, 
     origin = {"source": "run", "run": str(directory.resolve()), "trial": None, "step": int(step),
               "kept_as": name.removesuffix(".pt")}
     metadata = export_metadata(origin, step_metrics(row), config, deployment)
-    return write_export(pruned.model, config, metadata, out, portable)
+    return write_export(pruned.model, config, metadata | carried_metadata(pruned.metadata), out, portable)
 
 
 def is_run_directory(path: str | Path) -> bool:

@@ -9,6 +9,9 @@ trials' final values. Conventions, chosen so a user never gets a model they cann
   stay on the front (different settings that reach the same point are all answers).
 - Budget queries break ties the way the pipeline's "best feasible" does: at equal
   accuracy fewer MACs wins, at equal MACs higher accuracy wins.
+- The cost is **effective MACs** (``effective_macs``, theoretical: multiply-adds with a
+  non-zero weight), equal to ``macs`` for a channel-only step, so channel-only and TKP steps
+  stand on one front. Stores written before the column existed get it from ``macs``.
 
 Hypervolume uses Optuna's WFG implementation, the one its multi-objective samplers rely
 on (a private API: ``prunetune/internals.py`` wraps it).
@@ -25,7 +28,19 @@ import pandas as pd
 from prunetune.curves import dominated_hypervolume
 from prunetune.errors import UserError
 
-DEFAULT_OBJECTIVES: Mapping[str, str] = {"accuracy": "max", "macs": "min"}
+DEFAULT_OBJECTIVES: Mapping[str, str] = {"accuracy": "max", "effective_macs": "min"}
+RATIO_OBJECTIVES: Mapping[str, str] = {"accuracy": "max", "effective_mac_ratio": "min"}  # across baselines
+DENSE_COLUMNS = {"effective_macs": "macs", "effective_mac_ratio": "mac_ratio"}  # where a row has no effective cost
+
+
+def with_effective_costs(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``effective_macs`` / ``effective_mac_ratio`` filled from the dense columns where missing."""
+    filled = df.copy()
+    for effective, dense in DENSE_COLUMNS.items():
+        if dense in filled.columns:
+            column = filled[effective] if effective in filled.columns else pd.Series(float("nan"), index=df.index)
+            filled[effective] = column.astype(float).fillna(filled[dense].astype(float))
+    return filled
 
 
 def _check(df: pd.DataFrame, objectives: Mapping[str, str]) -> None:
@@ -43,6 +58,7 @@ def _signed(df: pd.DataFrame, objectives: Mapping[str, str]) -> np.ndarray:
 
 
 def _candidates(df: pd.DataFrame, objectives: Mapping[str, str], feasible_only: bool) -> pd.DataFrame:
+    df = with_effective_costs(df)
     _check(df, objectives)
     rows = df[df["feasible"].astype(bool)] if feasible_only and "feasible" in df.columns else df
     return rows.dropna(subset=list(objectives))
@@ -69,32 +85,34 @@ def pareto_front(df: pd.DataFrame, objectives: Mapping[str, str] = DEFAULT_OBJEC
 
 
 def best_within_macs(df: pd.DataFrame, max_macs: float, feasible_only: bool = True) -> pd.Series | None:
-    """The most accurate row with MACs <= ``max_macs`` (ties: fewer MACs); None when none fits."""
+    """The most accurate row with effective MACs <= ``max_macs`` (ties: fewer); None when none fits."""
     rows = _candidates(df, DEFAULT_OBJECTIVES, feasible_only)
-    rows = rows[rows["macs"] <= max_macs]
+    rows = rows[rows["effective_macs"] <= max_macs]
     if rows.empty:
         return None
-    return rows.sort_values(["accuracy", "macs"], ascending=[False, True], kind="stable").iloc[0]
+    return rows.sort_values(["accuracy", "effective_macs"], ascending=[False, True], kind="stable").iloc[0]
 
 
 def cheapest_above(df: pd.DataFrame, min_accuracy: float, feasible_only: bool = True) -> pd.Series | None:
-    """The row with the fewest MACs and accuracy >= ``min_accuracy`` (ties: higher accuracy)."""
+    """The row with the fewest effective MACs and accuracy >= ``min_accuracy`` (ties: higher accuracy)."""
     rows = _candidates(df, DEFAULT_OBJECTIVES, feasible_only)
     rows = rows[rows["accuracy"] >= min_accuracy]
     if rows.empty:
         return None
-    return rows.sort_values(["macs", "accuracy"], ascending=[True, False], kind="stable").iloc[0]
+    return rows.sort_values(["effective_macs", "accuracy"], ascending=[True, False], kind="stable").iloc[0]
 
 
 def hypervolume(df: pd.DataFrame, reference: Mapping[str, float],
                 objectives: Mapping[str, str] | None = None, feasible_only: bool = True) -> float:
     """Hypervolume of ``df``'s front against ``reference`` (one value per objective column).
 
-    ``objectives`` defaults to accuracy (max) and mac_ratio (min), which compares searches
-    on different baselines; rows not strictly better than the reference in every objective
-    add nothing.
+    ``objectives`` defaults to accuracy (max) and effective_mac_ratio (min): a ratio compares
+    searches on different baselines, and the effective one scores a search mixing channel-only
+    and TKP trials at what each step costs (a channel-only row's is its ``mac_ratio``, also for
+    stores written before the column). Rows not strictly better than the reference in every
+    objective add nothing.
     """
-    objectives = dict(objectives or {"accuracy": "max", "mac_ratio": "min"})
+    objectives = dict(objectives or RATIO_OBJECTIVES)
     if set(reference) != set(objectives):
         raise UserError(f"hypervolume reference {dict(reference)} must give exactly the objectives {list(objectives)}")
     front = pareto_front(df, objectives, feasible_only)
@@ -118,7 +136,7 @@ def compare_fronts(fronts: Mapping[str, pd.DataFrame], reference: Mapping[str, f
     """Hypervolume of each experiment's front, how much of each the other dominates, the joint front."""
     if len(fronts) != 2:
         raise UserError(f"compare_fronts takes two experiments, got {len(fronts)}")
-    objectives = dict(objectives or {"accuracy": "max", "mac_ratio": "min"})
+    objectives = dict(objectives or RATIO_OBJECTIVES)
     own = {name: pareto_front(df, objectives) for name, df in fronts.items()}
     (a, front_a), (b, front_b) = own.items()
     shares = {a: _dominated_share(front_a, front_b, objectives), b: _dominated_share(front_b, front_a, objectives)}

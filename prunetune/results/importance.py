@@ -63,15 +63,16 @@ def front_references(objective: Objective, rows: pd.DataFrame) -> tuple[dict[str
     """The columns, directions and reference point of a trial's hypervolume under ``objective``.
 
     Accuracy is measured above the trial's threshold, MACs as a share of the baseline's
-    (``mac_ratio`` below 1), latency in ms below the slowest step in ``rows`` (rows hold no
+    (``effective_mac_ratio`` below 1: the MAC ratio of a channel-only step, what a TKP step's
+    masks leave of it otherwise), latency in ms below the slowest step in ``rows`` (rows hold no
     baseline latency).
     """
     columns, reference = {}, {}
     for column in _axes(objective):
         if column == "accuracy":
             columns["accuracy"], reference["accuracy"] = "max", float(rows["threshold"].min())
-        elif column == "macs":
-            columns["mac_ratio"], reference["mac_ratio"] = "min", 1.0
+        elif column in ("macs", "effective_macs"):  # the MAC goal's column, front_area's cost
+            columns["effective_mac_ratio"], reference["effective_mac_ratio"] = "min", 1.0
         else:
             columns[column], reference[column] = "min", float(rows[column].max())
     return columns, reference

@@ -1,5 +1,7 @@
 """The front as tables: for people (``front_table``: one format per column) and for machines
 (``front_records``: raw numbers, units in the column names, the settings with their own types).
+Both add the theoretical effective MACs (TKP / N:M steps, ``results/front.py``) only when some
+row's differ from its dense MACs.
 
 People read accuracy with 4 decimals, ratios as percentages, MAC and parameter counts scaled to
 one unit per column (K, M or G: "50.68M" next to "9.81M", never "0.05M" next to "980K"), and
@@ -13,6 +15,8 @@ import math
 from collections.abc import Callable, Iterable
 
 import pandas as pd
+
+from prunetune.results.front import with_effective_costs
 
 CRITERION = "config.pruning.criterion"
 COUNT_UNITS = ((1e9, "G"), (1e6, "M"), (1e3, "K"))
@@ -73,15 +77,25 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
         table[header] = [setting_text(values.get(name)) for values in settings] if settings is not None else \
             front[column].map(setting_text).tolist()
     table["accuracy"] = front["accuracy"].map(accuracy_text)
-    table["MACs"] = front["macs"].map(count_format(front["macs"]))
+    macs = count_format(front["macs"])  # effective MACs never exceed dense ones: one unit for both columns
+    table["MACs"] = front["macs"].map(macs)
     table["MAC ratio"] = front["mac_ratio"].map(percent_text)
     table["params"] = front["params"].map(count_format(front["params"]))
+    if shows_effective_costs(front):
+        # Multiply-adds with a non-zero weight (TKP / N:M rows): theoretical, dense kernels do them all.
+        table["eff. MACs (theoretical)"] = with_effective_costs(front)["effective_macs"].map(macs)
     if "latency_ms" in front.columns and front["latency_ms"].notna().any():
         table["latency ms"] = front["latency_ms"].map(lambda v: "-" if _missing(v) else f"{v:.3f}")
     return table.reset_index(drop=True)
 
 
 MACHINE_COLUMNS = ["trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio", "params"]
+EFFECTIVE_COLUMNS = ["effective_macs", "effective_mac_ratio"]  # theoretical (TKP / N:M), where they differ
+
+
+def shows_effective_costs(front: pd.DataFrame) -> bool:
+    """Whether some row's effective MACs differ from its dense MACs (a TKP / N:M step)."""
+    return bool((with_effective_costs(front)["effective_macs"] != front["macs"]).any()) if "macs" in front else False
 
 
 def front_records(front: pd.DataFrame) -> pd.DataFrame:
@@ -89,7 +103,9 @@ def front_records(front: pd.DataFrame) -> pd.DataFrame:
     ``latency_ms`` where measured), then each searched setting under its dotted path with the value
     the trial ran (``null`` where a condition left it out), and ``pruning.criterion`` always."""
     records = pd.DataFrame({column: front[column] for column in MACHINE_COLUMNS if column in front.columns})
-    for column in ("trial", "step", "macs", "params"):
+    if shows_effective_costs(front):
+        records = records.join(with_effective_costs(front)[EFFECTIVE_COLUMNS])
+    for column in ("trial", "step", "macs", "params", "effective_macs"):
         if column in records:
             records[column] = records[column].astype("Int64")
     if "latency_ms" in front.columns and front["latency_ms"].notna().any():

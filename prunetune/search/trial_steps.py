@@ -25,7 +25,8 @@ from prunetune.study import TrialNumbers, study_storage
 
 STEP_FIELDS = {"accuracy": "accuracy", "accuracy_before_recovery": "pre_accuracy", "mac_ratio": "mac_ratio",
                "macs": "macs", "sparsity": "sparsity", "feasible": "feasible"}  # attribute field -> report key
-RANKED_BY = ("accuracy", "mac_ratio", "threshold", "feasible", "latency_ms")  # what a trial's hypervolume reads
+# What a trial's hypervolume reads (effective_mac_ratio: its cost, from mac_ratio where a row has none).
+RANKED_BY = ("accuracy", "mac_ratio", "effective_mac_ratio", "threshold", "feasible", "latency_ms")
 
 
 class StepAttributes(tune.Callback):

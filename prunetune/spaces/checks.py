@@ -5,7 +5,7 @@ its own (choices one by one; ranges at both bounds and an interior point); every
 names a field or an earlier-sampled choice and values it can take; the conditions are
 acyclic; and every *branch* of the space (each combination of the choices that conditions
 test, other parameters at their first value) makes a valid whole config, and so does each
-value of each parameter in the first branch that samples it. The last step catches the
+value of each other parameter in the first branch that samples it. The last step catches the
 rules that tie fields together (``lr_high`` with ``lr_high_threshold``, increasing
 ``targets``) exactly as ``SearchSpace.apply`` will meet them.
 """
@@ -230,6 +230,11 @@ def check_combinations(parameters: list[Parameter], base: dict[str, Any], fallba
                                                             "cannot hold together"))
             continue
         kept.append(parameter)
+        if parameter.name in gating:
+            # Every value of a choice a condition tests has a branch of its own, checked above; put
+            # into another value's branch it would keep that branch's dependents on (tkp.alpha,
+            # sampled for reg_type exponential only, alongside reg_type l2).
+            continue
         first = next(assignment for assignment in branches if parameter.name in assignment)
         for value in parameter.distribution.check_values():
             for path, message in _config_problems(base, {**first, parameter.name: value}, cache):

@@ -42,7 +42,7 @@ def test_one_shot_is_one_step():
 
 
 def test_unknown_schedule_lists_the_known_ones():
-    with pytest.raises(UnknownNameError, match="known: geometric, linear, mac_target, one_shot, targets"):
+    with pytest.raises(UnknownNameError, match="known: geometric, linear, mac_target, none, one_shot, targets"):
         SCHEDULES.get("cosine")
 
 

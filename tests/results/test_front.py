@@ -69,22 +69,45 @@ def test_hypervolume_matches_the_area_by_hand_and_optunas_own_computation():
     # Front in (accuracy, mac_ratio): (0.95,.4) (0.9,.3) (0.85,.2) (0.7,.1); reference (0.6, 1.0).
     # Staircase area: sum over points sorted by accuracy of (acc_i - acc_{i-1}) x (1 - ratio_i).
     by_hand = (0.7 - 0.6) * 0.9 + (0.85 - 0.7) * 0.8 + (0.9 - 0.85) * 0.7 + (0.95 - 0.9) * 0.6
-    value = hypervolume(HAND, {"accuracy": 0.6, "mac_ratio": 1.0})
+    value = hypervolume(HAND, {"accuracy": 0.6, "effective_mac_ratio": 1.0})
     assert value == pytest.approx(by_hand)
     points = np.array([[-0.95, 0.4], [-0.9, 0.3], [-0.85, 0.2], [-0.7, 0.1]])
     assert value == pytest.approx(optuna._hypervolume.compute_hypervolume(points, np.array([-0.6, 1.0])))
     # Points not better than the reference add nothing.
-    assert hypervolume(HAND, {"accuracy": 0.96, "mac_ratio": 1.0}) == 0.0
+    assert hypervolume(HAND, {"accuracy": 0.96, "effective_mac_ratio": 1.0}) == 0.0
     with pytest.raises(UserError, match="reference"):
         hypervolume(HAND, {"accuracy": 0.6})
 
 
 def test_compare_fronts_reports_hypervolumes_dominance_and_the_joint_front():
     better = _table([(0, 1, 0.96, 40, True), (0, 2, 0.90, 20, True)])
-    result = compare_fronts({"hand": HAND, "better": better}, {"accuracy": 0.6, "mac_ratio": 1.0})
-    assert result.hypervolume["hand"] == pytest.approx(hypervolume(HAND, {"accuracy": 0.6, "mac_ratio": 1.0}))
+    result = compare_fronts({"hand": HAND, "better": better}, {"accuracy": 0.6, "effective_mac_ratio": 1.0})
+    assert result.hypervolume["hand"] == pytest.approx(hypervolume(HAND, {"accuracy": 0.6, "effective_mac_ratio": 1.0}))
     # better's (0.96, .4) dominates hand's (0.95, .4); (0.90, .2) dominates (0.90, .3) and both (0.85, .2).
     assert result.dominated_share["hand"] == pytest.approx(4 / 5)
     assert result.dominated_share["better"] == 0.0
     assert sorted(zip(result.union_front["experiment"], result.union_front["accuracy"])) == [
         ("better", 0.90), ("better", 0.96), ("hand", 0.70)]
+
+
+def test_the_front_ranks_by_effective_macs_and_older_stores_fall_back_to_macs():
+    # A TKP step (same dense MACs as its channel step, a quarter of them effective) beside channel-only steps.
+    mixed = _table([(0, 1, 0.90, 40, True), (0, 2, 0.88, 40, True), (1, 1, 0.87, 20, True)])
+    mixed["effective_macs"] = [40, 10, 20]
+    assert _points(pareto_front(mixed)) == [(0, 1), (0, 2)]  # (1, 1) is dominated by the TKP step's 10
+    assert tuple(cheapest_above(mixed, 0.85)[["trial", "step"]]) == (0, 2)
+    assert tuple(best_within_macs(mixed, 15)[["trial", "step"]]) == (0, 2)
+    # A store written before the column existed: effective MACs are the dense ones.
+    assert _points(pareto_front(mixed.drop(columns="effective_macs"))) == [(0, 1), (1, 1)]
+
+
+def test_hypervolume_by_default_counts_a_tkp_step_at_its_effective_mac_ratio():
+    # Channel-only (0.9, 0.4) beside a TKP step with the same dense ratio and a quarter of it effective.
+    mixed = _table([(0, 1, 0.90, 40, True), (1, 1, 0.90, 40, True)])
+    mixed["effective_mac_ratio"] = [0.4, 0.1]
+    reference = {"accuracy": 0.6, "effective_mac_ratio": 1.0}
+    assert hypervolume(mixed, reference) == pytest.approx((0.9 - 0.6) * (1 - 0.1))
+    # A channel-only store (no effective column) scores what mac_ratio gives.
+    assert hypervolume(mixed.drop(columns="effective_mac_ratio"), reference) == pytest.approx((0.9 - 0.6) * (1 - 0.4))
+    comparison = compare_fronts({"channel": mixed.iloc[:1], "tkp": mixed.iloc[1:]}, reference)
+    assert comparison.dominated_share == {"channel": 1.0, "tkp": 0.0}

@@ -157,3 +157,14 @@ def test_report_on_enough_trials_shows_importance_named_by_its_method(tmp_path):
     assert "PED-ANOVA (Optuna's default importance evaluator, chosen explicitly)" in page
     assert f"best quarter of the {MIN_TRIALS} finished trials" in page
     assert "left out (pruning.criterion = l1)" in page and "fANOVA" not in page
+
+
+def test_a_tkp_step_ranks_its_trial_at_its_effective_mac_ratio():
+    rows = pd.DataFrame([
+        {"trial": 0, "step": 1, "accuracy": 0.98, "mac_ratio": 0.8, "threshold": 0.97, "feasible": True},
+        {"trial": 1, "step": 1, "accuracy": 0.98, "mac_ratio": 0.8, "threshold": 0.97, "feasible": True},
+        {"trial": 1, "step": 2, "accuracy": 0.98, "mac_ratio": 0.8, "effective_mac_ratio": 0.2, "threshold": 0.97,
+         "feasible": True, "phase": "tkp"}])
+    for objective in (ACCURACY_MACS, OBJECTIVES.get("front_area")):
+        volumes = trial_front_volumes(rows, objective)
+        assert volumes == {0: pytest.approx(0.01 * 0.2), 1: pytest.approx(0.01 * 0.8)}

@@ -4,6 +4,8 @@ import pandas as pd
 
 from prunetune.results.tables import count_format, front_records, front_table, records_json, short_names
 
+NAN = float("nan")
+
 
 def test_front_table_headers_are_the_shortest_unique_suffixes():
     assert short_names(["recovery.lr", "recovery.lr_high", "pruning.schedule.steps", "a.steps.x", "b.steps.x"]) == [
@@ -47,3 +49,19 @@ def test_machine_records_carry_raw_numbers_and_typed_settings():
     with_latency = front_records(FRONT.assign(latency_ms=[1.5, 2.25, float("nan")]))
     assert json.loads(records_json(with_latency))[1]["latency_ms"] == 2.25
     assert json.loads(records_json(with_latency))[2]["latency_ms"] is None
+
+
+def test_the_front_table_adds_theoretical_effective_macs_only_where_they_differ():
+    front = pd.DataFrame({"trial": [0, 1], "step": [1, 2], "accuracy": [0.9, 0.8], "macs": [4e6, 4e6],
+                          "effective_macs": [4e6, 1e6], "mac_ratio": [0.5, 0.5], "params": [10, 10]})
+    table = front_table(front)
+    assert list(table["eff. MACs (theoretical)"]) == ["4.00M", "1.00M"] and list(table["MACs"]) == ["4.00M", "4.00M"]
+    assert "eff. MACs (theoretical)" not in front_table(front.assign(effective_macs=front["macs"])).columns
+
+
+def test_machine_records_carry_effective_macs_only_where_a_step_has_them():
+    mixed = FRONT.assign(effective_macs=[50_680_000, 245_000, float("nan")], effective_mac_ratio=[0.67, 0.164, NAN])
+    records = json.loads(records_json(front_records(mixed)))
+    assert [(r["effective_macs"], r["effective_mac_ratio"]) for r in records] == [
+        (50_680_000, 0.67), (245_000, 0.164), (1_250_000_000, 1.0)]  # a row without them: its dense ones
+    assert "effective_macs" not in front_records(FRONT.assign(effective_macs=FRONT["macs"])).columns

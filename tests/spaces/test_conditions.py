@@ -107,3 +107,15 @@ def test_condition_on_a_skipped_parameter_tests_the_value_the_config_keeps():
     trial = optuna.trial.FixedTrial({"pruning.repair": "bn", "recovery.kd_alpha": 0.2})
     space.define_by_run(trial)
     assert set(trial.params) == {"pruning.repair", "recovery.kd_alpha"}
+
+
+def test_a_choice_whose_other_values_switch_a_dependent_off_is_checked_branch_by_branch():
+    # alpha is sampled for exponential only; l2 refuses an alpha that is set. Checking l2 in
+    # exponential's branch (alpha at 1.0) refused a valid space.
+    config, space = build_search({"tkp": {"topk": 2}, "search": {"space": {
+        "tkp.reg_type": {"choice": ["exponential", "l2"]},
+        "tkp.alpha": {"uniform": [1.0, 4.0], "when": {"tkp.reg_type": "exponential"}},
+    }}})
+    assert space.names() == ["tkp.reg_type", "tkp.alpha"]
+    job = space.apply(config, {"tkp.reg_type": "l2"})
+    assert (job.tkp.reg_type, job.tkp.alpha) == ("l2", 3.0)

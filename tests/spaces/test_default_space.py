@@ -11,7 +11,8 @@ DEFAULT_NAMES = [
     "pruning.criterion", "pruning.mac_aware.mode", "pruning.mac_aware.beta", "pruning.mac_aware.alpha",
     "pruning.schedule.kind", "pruning.schedule.final_sparsity", "pruning.schedule.steps", "pruning.repair",
     "pruning.asr_lambda", "pruning.compensation", "recovery.lr", "_lr_high", "recovery.lr_high",
-    "recovery.lr_high_threshold", "recovery.kd_alpha", "recovery.kd_temperature",
+    "recovery.lr_high_threshold", "recovery.kd_alpha", "recovery.kd_temperature", "tkp.topk", "tkp.reg_type",
+    "tkp.beta", "tkp.alpha",
 ]
 
 
@@ -46,7 +47,7 @@ def test_default_space_offers_the_criteria_and_repairs():
 def test_thirty_random_trials_all_give_valid_configs(default_search):
     config, space = default_search
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    pairs_used = set()
+    pairs_used, tkp_used = set(), set()
     for _ in range(30):
         trial = study.ask()
         space.define_by_run(trial)
@@ -58,13 +59,17 @@ def test_thirty_random_trials_all_give_valid_configs(default_search):
         pairs_used.add(job.recovery.lr_high is not None)
         assert ("pruning.asr_lambda" in trial.params) == (job.pruning.repair == "asr")
         assert ("pruning.compensation" in trial.params) == (job.pruning.repair == "none")
+        # TKP off (null) or on, its settings sampled only where it is on and the regulariser reads them.
+        assert ("tkp.reg_type" in trial.params) == job.tkp.enabled
+        assert ("tkp.alpha" in trial.params) == (job.tkp.enabled and job.tkp.reg_type == "exponential")
+        tkp_used.add(job.tkp.topk)
         assert not job.pruning.compensation or job.pruning.repair == "none"
         assert ("pruning.mac_aware.beta" in trial.params) == (job.pruning.criterion == "mac_aware")
         assert ("pruning.mac_aware.alpha" in trial.params) == (
             job.pruning.criterion == "mac_aware" and job.pruning.mac_aware.mode == "additive")
         assert job.pruning.schedule.kind in ("linear", "geometric")
         study.tell(trial, job.recovery.lr)
-    assert pairs_used == {True, False}
+    assert pairs_used == {True, False} and tkp_used == {None, 1, 2, 4}
 
 
 def test_fields_the_job_sets_are_left_out_and_their_conditions_settled():
