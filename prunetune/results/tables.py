@@ -72,6 +72,8 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
         name = column.removeprefix("param.")
         table[header] = [setting_text(values.get(name)) for values in settings] if settings is not None else \
             front[column].map(setting_text).tolist()
+    if "search" in front.columns:  # a joint front (prunetune pareto A B): which search each point is from
+        table.insert(0, "search", front["search"].astype(str).tolist())
     table["accuracy"] = front["accuracy"].map(accuracy_text)
     table["MACs"] = front["macs"].map(count_format(front["macs"]))
     table["MAC ratio"] = front["mac_ratio"].map(percent_text)
@@ -81,7 +83,7 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-MACHINE_COLUMNS = ["trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio", "params"]
+MACHINE_COLUMNS = ["search", "trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio", "params"]
 
 
 def front_records(front: pd.DataFrame) -> pd.DataFrame:
