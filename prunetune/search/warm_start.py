@@ -36,6 +36,7 @@ from prunetune.home import DEFAULT_STORAGE, SearchHome, absolute_root, open_home
 from prunetune.objectives import OBJECTIVES, Objective
 from prunetune.pipeline.run import accuracy_threshold
 from prunetune.results.experiment import load
+from prunetune.results.store import config_columns
 from prunetune.spaces.partial import decode_exactly, optuna_value
 from prunetune.spaces.schema import get_path, set_path
 from prunetune.study import STOPPED_BY, WARM_START, open_study, own_trials, study_storage
@@ -45,6 +46,7 @@ OUTSIDE = "its settings are outside this space"
 THRESHOLD = "it was measured against another accuracy threshold"
 NO_LATENCY = "its steps have no measured latency"
 NO_ROWS = "its rows are not in the results store"
+TRIAL_SECTIONS = ("pruning", "recovery", "stop")  # what a trial's settings are; the rest is the baseline's or the search's
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,20 @@ class WarmStart:
     storage: str  # the root it lives under
     trials: tuple[FrozenTrial, ...]  # ready for Study.add_trials
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> trials
+    # Fixed fields of the new job (not searched) that some added trial ran with another value.
+    differing: tuple[str, ...] = ()
 
     def describe(self) -> str:
         states = Counter(t.state for t in self.trials)
         added = (f"warm start from {self.source}: {len(self.trials)} trial{'' if len(self.trials) == 1 else 's'} "
                  f"added ({states[TrialState.COMPLETE]} with a feasible step, {states[TrialState.PRUNED]} without "
                  f"or stopped at a rung)")
-        if not self.skipped:
-            return added + ", 0 skipped"
         reasons = "; ".join(f"{reason}: {count}" for reason, count in self.skipped.items())
-        return f"{added}, {sum(self.skipped.values())} skipped ({reasons})"
+        line = f"{added}, {sum(self.skipped.values())} skipped" + (f" ({reasons})" if reasons else "")
+        if self.differing:
+            line += (f"; note: they ran with other values of {', '.join(self.differing)}, which this search "
+                     "holds fixed (the sampler takes their values as a prior)")
+        return line
 
     def record(self) -> dict:
         """What search.json keeps of it."""
@@ -93,26 +99,35 @@ def read_warm_start(other: str, storage: str | None, config: JobConfig, space, n
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), saved.name,
                        OBJECTIVES.get(saved.job.search.objectives))
     rows = load(saved.home)
-    trials, skipped = [], Counter()
+    trials, skipped, differing = [], Counter(), set()
     for frozen in own_trials(study, FINISHED):
         trial_rows = rows[rows["trial"] == frozen.number].sort_values("step") if not rows.empty else rows
-        made = _as_new_trial(frozen, trial_rows, saved, config, space, objective)
+        ran = saved.space.apply(saved.job, dict(frozen.params))
+        made = _as_new_trial(frozen, trial_rows, saved.name, ran, config, space, objective)
         if isinstance(made, str):
             skipped[made] += 1
         else:
             trials.append(made)
-    return WarmStart(saved.name, saved.storage, tuple(trials), dict(skipped))
+            differing |= _fixed_differences(ran, config, space)
+    return WarmStart(saved.name, saved.storage, tuple(trials), dict(skipped), tuple(sorted(differing)))
 
 
-def _as_new_trial(frozen: FrozenTrial, rows: pd.DataFrame, saved: SearchHome, config: JobConfig, space,
+def _fixed_differences(ran: JobConfig, config: JobConfig, space) -> set[str]:
+    """The trial-level fields (pruning, recovery, stop) the new job fixes and the trial ``ran`` otherwise."""
+    theirs, ours, searched = config_columns(ran), config_columns(config), set(space.names())
+    return {column.removeprefix("config.") for column, value in ours.items()
+            if column.split(".")[1] in TRIAL_SECTIONS and column.removeprefix("config.") not in searched
+            and theirs.get(column) != value}
+
+
+def _as_new_trial(frozen: FrozenTrial, rows: pd.DataFrame, source: str, ran: JobConfig, config: JobConfig, space,
                   objective: Objective) -> FrozenTrial | str:
-    """OTHER's trial ``frozen`` as a finished trial of the new study, or why it is skipped."""
+    """OTHER's trial ``frozen`` (which ran with the config ``ran``) as a finished trial of the new study, or why
+    it is skipped."""
     if rows.empty:
         return NO_ROWS
     records = rows.to_dict("records")
-    settings = dict(frozen.params)
-    resolved = saved.space.apply(saved.job, settings).to_dict()
-    params = _params_in(space, settings, resolved)
+    params = _params_in(space, dict(frozen.params), ran.to_dict())
     if params is None:
         return OUTSIDE
     if not abs(_threshold(config, params, records[0]["baseline_accuracy"]) - records[0]["threshold"]) <= 1e-9:
@@ -134,7 +149,7 @@ def _as_new_trial(frozen: FrozenTrial, rows: pd.DataFrame, saved: SearchHome, co
     return optuna.trial.create_trial(
         state=TrialState.COMPLETE if complete else TrialState.PRUNED, values=final if complete else None,
         params=trial.params, distributions=trial.distributions, intermediate_values=intermediate,
-        user_attrs={WARM_START: saved.name, "warm_start_trial": frozen.number,
+        user_attrs={WARM_START: source, "warm_start_trial": frozen.number,
                     **({STOPPED_BY: stopped} if stopped else {})})
 
 

@@ -95,6 +95,15 @@ def test_a_warm_start_recomputes_values_with_the_new_objective_and_skips_setting
         assert added.value == pytest.approx(front_area(steps, "macs"))  # the new objective, from the stored rows
         assert added.intermediate_values == {int(s["step"]): pytest.approx(front_area(steps[:i + 1], "macs"))
                                              for i, s in enumerate(steps)}
+    assert warm.differing == () and "note" not in warm.describe()
+
+
+def test_a_warm_start_names_the_fixed_fields_its_trials_ran_otherwise(first):
+    job, space = load_search(_job(first, "fourth"), ["recovery.epochs=2"])
+    warm = read_warm_start("first", str(first / "runs"), job, space, "fourth")
+    assert len(warm.trials) == 2 and warm.differing == ("recovery.epochs",)
+    assert warm.describe().endswith("0 skipped; note: they ran with other values of recovery.epochs, which this "
+                                    "search holds fixed (the sampler takes their values as a prior)")
 
 
 def test_a_warm_start_from_a_search_of_another_baseline_is_refused(first):
