@@ -40,10 +40,10 @@ from prunetune.search.scalars import ScalarWriter, ray_event_files_off, ray_logg
 from prunetune.search.searcher import MovedSearchGenerator, StudySearch
 from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
-from prunetune.spaces import build_search
-from prunetune.spaces.schema import refuse_unsearchable
 from prunetune.search.warm_start import WarmStart, read_warm_start
+from prunetune.spaces import build_search
 from prunetune.spaces.partial import optuna_params
+from prunetune.spaces.schema import refuse_unsearchable
 from prunetune.study import (StudySummary, TrialNumbers, enqueue, fail_stale_trials, open_study, requeue_interrupted,
                              study_storage, summarise)
 

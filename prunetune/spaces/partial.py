@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from prunetune.spaces.distributions import Choice, Distribution, FloatRange, show, same_value
+from prunetune.spaces.distributions import Choice, Distribution, FloatRange, same_value, show
 from prunetune.spaces.parameters import Parameter
 from prunetune.spaces.schema import ConfigFields
 from prunetune.spaces.space import SearchSpace
