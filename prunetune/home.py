@@ -75,6 +75,30 @@ class SearchHome:
     def experiment(self) -> str:
         return experiment_path(self.storage, self.name)
 
+    @property
+    def baseline_folder(self) -> Path:
+        # The baseline lives under the root it was trained in; a root moved whole carries it along.
+        recorded = Path(self.meta["baseline"])
+        moved = Path(self.storage) / "baselines" / recorded.name
+        return recorded if recorded.exists() or is_uri(self.storage) else moved
+
+    def baseline_key(self) -> str | None:
+        """The key of the baseline the search pruned (``baseline.baseline_key``), None when nothing records it.
+
+        search.json keeps it; a search started before it did is read from its baseline's record.
+        """
+        if isinstance(self.meta.get("baseline_key"), str):
+            return self.meta["baseline_key"]
+        try:
+            key = json.loads((self.baseline_folder / "baseline.json").read_text())["config_hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return key if isinstance(key, str) else None
+
+    def describe_baseline(self) -> str:
+        return f"{self.name} pruned baseline {self.baseline_key() or '(unknown: its baseline folder is gone)'} " \
+               f"({self.baseline_folder})"
+
 
 SEARCH_FORMAT = 2  # search.json's "format": 2 keeps the space as data (no space.pkl)
 

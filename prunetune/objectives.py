@@ -85,8 +85,17 @@ class Objective:
         """
         feasible = number(row.get("best_accuracy")) is not None and row.get("best_macs") is not None
         return {f"objective_{goal.key}": (goal.measure([*earlier, row], self.cost) if goal.measure
-                                          else number(row.get(f"best_{goal.column}"))) if feasible else None
+                                          else _best(row, goal.column)) if feasible else None
                 for goal in self.goals}
+
+
+def _best(row: dict, column: str) -> float | None:
+    """The best feasible step's ``column``; a row without effective costs (written before TKP
+    existed, or by a plugin's trainable) is dense, so its effective MACs are its MACs."""
+    value = number(row.get(f"best_{column}"))
+    if value is None and column.startswith("effective_"):
+        value = number(row.get(f"best_{column.removeprefix('effective_')}"))
+    return value
 
 
 def register_objective(objective: Objective) -> Objective:

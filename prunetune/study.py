@@ -23,6 +23,8 @@ from prunetune.objectives import Objective
 
 RAY_ID = "ray_trial_id"  # the user attribute holding a trial's Ray id
 STOPPED_BY = "stopped_by"  # the user attribute of a PRUNED trial a scheduler stopped: the scheduler's reason
+ENQUEUED = "enqueued"  # the user attribute of a trial search.enqueue asked for: its index there
+WARM_START = "warm_start"  # the user attribute of a trial another search ran (--warm-start): that search's name
 
 
 STUDY_FILE = "study.db"  # the default study storage, in the search's home
@@ -119,13 +121,44 @@ def reported_steps(study: optuna.Study) -> dict[int, int]:
             if key.startswith("trial_") and key.endswith("_steps")}
 
 
+def own_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The trials this search ran (or runs): not those a warm start copied in from another search."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if WARM_START not in t.user_attrs]
+
+
+def enqueue(study: optuna.Study, settings: list[dict]) -> None:
+    """Queue partial settings (Optuna params) as WAITING trials: ``Study.ask`` hands them out first, in order.
+
+    Called once, when the study is made: a resumed driver must not queue them again.
+    """
+    for index, params in enumerate(settings):
+        study.enqueue_trial(params, user_attrs={ENQUEUED: index})
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Queue again each enqueued setting whose only trial a dead driver left behind (failed as stale).
+
+    A setting with a finished, running or waiting trial is not queued twice; one whose trial
+    failed on its own (it raised) is not retried either, unless Ray re-runs it (--errored).
+    """
+    trials = study.get_trials(deepcopy=False)
+    alive = {t.user_attrs[ENQUEUED] for t in trials if ENQUEUED in t.user_attrs
+             and (t.state != TrialState.FAIL or not t.user_attrs.get("stale"))}
+    again = {t.user_attrs[ENQUEUED]: t.system_attrs.get("fixed_params", {}) for t in trials
+             if ENQUEUED in t.user_attrs and t.user_attrs.get("stale") and t.user_attrs[ENQUEUED] not in alive}
+    for index, params in sorted(again.items()):
+        study.enqueue_trial(params, user_attrs={ENQUEUED: index})
+    return len(again)
+
+
 def fail_stale_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
     """Mark trials left RUNNING by a driver that died as FAIL; they never count as finished.
 
-    ``storage`` is the study's: ``Study.tell`` refuses WAITING trials, and only the
-    storage's public methods reach a trial by number without Optuna's private ids.
+    WAITING trials (``search.enqueue``'s, not yet handed out) stay queued for the resumed
+    driver. ``storage`` is the study's: only the storage's public methods reach a trial by
+    number without Optuna's private ids.
     """
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     study_id = storage.get_study_id_from_name(study.study_name)
     for trial in stale:
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
@@ -144,6 +177,7 @@ class StudySummary:
     labels: list[str]
     errors: dict[int, str]
     stopped: int = 0  # PRUNED by a scheduler (cost rungs), not for want of a feasible step
+    warm_started: int = 0  # trials of another search added by --warm-start (not counted above)
 
     @property
     def finished(self) -> int:
@@ -151,13 +185,26 @@ class StudySummary:
 
 
 def summarise(study: optuna.Study) -> StudySummary:
-    trials = study.get_trials(deepcopy=False)
+    """The search's own trials (a warm start's are the other search's: ``warm_started`` counts them)."""
+    trials = own_trials(study)
     count = {state: sum(t.state == state for t in trials) for state in TrialState}
     stopped = sum(t.state == TrialState.PRUNED and STOPPED_BY in t.user_attrs for t in trials)
-    best = study.best_trials if count[TrialState.COMPLETE] else []
+    best = best_trials(study, [t for t in trials if t.state == TrialState.COMPLETE])
     labels = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     return StudySummary(count[TrialState.COMPLETE], count[TrialState.PRUNED] - stopped, count[TrialState.FAIL],
                         count[TrialState.RUNNING], sorted(best, key=lambda t: t.values[-1]), labels,
                         {t.number: study.user_attrs.get(error_key(t.number), "stale: its driver died")
                          if t.user_attrs.get("stale") else study.user_attrs.get(error_key(t.number), "")
-                         for t in trials if t.state == TrialState.FAIL}, stopped)
+                         for t in trials if t.state == TrialState.FAIL}, stopped,
+                        len(study.get_trials(deepcopy=False)) - len(trials))
+
+
+def best_trials(study: optuna.Study, complete: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials of ``complete`` no other one dominates (``Study.best_trials``, over these trials only)."""
+    signs = [1.0 if direction == optuna.study.StudyDirection.MAXIMIZE else -1.0 for direction in study.directions]
+
+    def dominates(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> bool:
+        better = [sign * (x - y) for sign, x, y in zip(signs, a.values, b.values)]
+        return all(d >= 0 for d in better) and any(d > 0 for d in better)
+
+    return [t for t in complete if not any(dominates(other, t) for other in complete)]

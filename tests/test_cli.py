@@ -176,3 +176,13 @@ def test_installed_entry_point_exits_2_without_traceback(tmp_path):
                              "data.image_size=2"], capture_output=True, text=True)
     assert result.returncode == 2
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_more_enqueued_settings_than_trials_is_refused_before_ray_starts(job_file, tmp_path, monkeypatch):
+    monkeypatch.setattr("prunetune.search.driver._init_ray", _never)
+    result = runner.invoke(app, ["search", str(job_file), "search.num_samples=2",
+                                 "search.space={recovery.lr: {loguniform: [1.0e-4, 1.0e-2]}}",
+                                 "search.enqueue=[{recovery.lr: 1.0e-3}, {recovery.lr: 2.0e-3}, {recovery.lr: 3.0e-3}]"])
+    _fails_cleanly(result, "search.enqueue: 3 settings, but the search runs 2 trials (search.num_samples / "
+                           "--num-samples): the last 1 would never run; allowed: at most 2 settings")
+    assert not (tmp_path / "runs").exists()

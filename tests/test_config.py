@@ -36,7 +36,7 @@ EVERY_SECTION = {
     "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
     "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": False, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
                "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}},
-               "scheduler": "rungs", "rungs": {"levels": [0.75, 0.5, 0.25], "reduction_factor": 2.0, "grace": 4}},
+               "enqueue": [{"recovery.lr": 1e-4}], "scheduler": "rungs", "rungs": {"levels": [0.75, 0.5, 0.25], "reduction_factor": 2.0, "grace": 4}},
     "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db", "step_models": "best"},
     "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},
     "latency": {"device": "cuda", "batch_size": 8, "repeats": 5},

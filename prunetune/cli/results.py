@@ -23,7 +23,8 @@ def _mac_count(text: str) -> float:
 @app.command()
 @user_facing
 def pareto(
-    name: Annotated[str, typer.Argument(help="name of the search (or its folder)")],
+    names: Annotated[list[str], typer.Argument(help="name of the search (or its folder); several searches of one "
+                                                    "baseline give their joint front, with a search column")],
     storage: StorageOpt = None,
     max_macs: Annotated[str | None, typer.Option("--max-macs", help="only points with at most these (effective) MACs (350M, 1.2G)")] = None,
     min_accuracy: Annotated[float | None, typer.Option("--min-accuracy", help="only points at least this accurate")] = None,
@@ -35,13 +36,15 @@ def pareto(
 ) -> None:
     """The Pareto front of accuracy against effective MACs (or latency) over every trial's every pruning step."""
     from prunetune.results import front_table, load, pareto_front
+    from prunetune.results.experiment import load_searches
     from prunetune.results.tables import front_records, records_json
 
     if output_format not in ("table", "csv", "json"):
         raise typer.BadParameter(f"--format {output_format!r}: use table, csv or json")
     if cost not in ("macs", "latency"):
         raise typer.BadParameter(f"--cost {cost!r}: use macs or latency")
-    rows = load(name, storage)
+    name = " + ".join(names)
+    rows = load(names[0], storage) if len(names) == 1 else load_searches(names, storage)
     objectives = {"accuracy": "max", "effective_macs" if cost == "macs" else "latency_ms": "min"}
     if cost == "latency" and not rows.empty and rows["latency_ms"].isna().all():
         err.print(f"{name}: no step has a measured latency; search with search.objectives=accuracy_latency",
@@ -57,8 +60,9 @@ def pareto(
     elif output_format == "json":
         sys.stdout.write(records_json(front_records(front)) + "\n")
     else:
-        print_table(front_table(front), f"{name}: Pareto front, {len(front)} of {len(rows)} steps "
-                                        f"({rows['trial'].nunique() if not rows.empty else 0} trials)")
+        trials = len(rows[["search", "trial"]].drop_duplicates()) if "search" in rows else rows["trial"].nunique()
+        print_table(front_table(front), f"{name}: {'joint ' if len(names) > 1 else ''}Pareto front, {len(front)} "
+                                        f"of {len(rows)} steps ({trials if not rows.empty else 0} trials)")
     if front.empty:
         err.print("no step meets the filters" if len(rows) else "no results yet", highlight=False)
         raise typer.Exit(1)

@@ -19,6 +19,10 @@ def search(
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
     storage: Annotated[str | None, typer.Option(
         help="storage root (sets the config's storage.root): a folder, NFS path or URI (s3://...)")] = None,
+    warm_start: Annotated[str | None, typer.Option(
+        "--warm-start", help="an earlier search of the same baseline whose finished trials the sampler learns from "
+        "before its first proposal (found under --storage, else this config's storage.root, ./runs, then the index "
+        "of searches)")] = None,
 ) -> None:
     """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
     from prunetune.search import run_search
@@ -28,7 +32,8 @@ def search(
     out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
     _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=print_epoch,
-                              on_baseline=print_baseline))
+                              on_baseline=print_baseline, warm_start=warm_start, storage=storage,
+                              on_warm_start=lambda warm: out.print(warm.describe(), highlight=False, markup=False)))
 
 
 @app.command()
@@ -72,6 +77,7 @@ def _print_outcome(outcome, final: bool = True) -> None:
     else:
         running = f"{summary.running} interrupted" if summary.running else "0 running"
     stopped = f", {summary.stopped} stopped at a rung" if outcome.rungs is not None else ""
+    stopped += f"; {summary.warm_started} more from a warm start" if summary.warm_started else ""
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
               f"step, {summary.no_feasible_step} without{stopped}), {summary.failed} failed, {running}",
               highlight=False, markup=False)

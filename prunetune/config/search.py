@@ -52,6 +52,9 @@ class SearchConfig(Section):
                                "(saves process start and imports per trial: half the wall time of a search of "
                                "short trials, bench/trial_overhead.py)")
     space: dict[str, Any] = Field(default_factory=dict, description="field path -> distribution")
+    enqueue: list[dict[str, Any]] = Field(
+        default_factory=list, description="settings tried first, in order: each maps searched field paths to "
+        "values (fields left out are sampled); e.g. a hand-tuned schedule (docs/search.md, Warm starts)")
     scheduler: registered(registry.SCHEDULERS) = Field(
         "fifo", description="fifo: every trial runs to its end; rungs: trials behind at a cost level stop early")
     rungs: RungsConfig = Field(default_factory=RungsConfig)

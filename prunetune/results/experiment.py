@@ -86,6 +86,26 @@ def load(experiment: str | Path, storage: str | None = None) -> pd.DataFrame:
     return rebuild(saved)
 
 
+def load_searches(names: list[str], storage: str | None = None) -> pd.DataFrame:
+    """The rows of several searches of one baseline, each with a ``search`` column naming its search.
+
+    One baseline is required: a step's accuracy and MACs measure a model pruned from it on its
+    validation set, so points of two baselines (even at equal MAC ratios) are not on one front.
+    """
+    saved = [open_search(name, storage) for name in names]
+    twice = sorted({s.name for s in saved if [t.name for t in saved].count(s.name) > 1})
+    if twice:
+        raise UserError(f"{', '.join(twice)} named twice; name each search once")
+    first = saved[0]
+    for other in saved[1:]:
+        if first.baseline_key() is None or other.baseline_key() != first.baseline_key():
+            raise UserError(f"{first.name} and {other.name} pruned different baselines ({first.describe_baseline()}; "
+                            f"{other.describe_baseline()}): a joint front needs one baseline; show each front "
+                            "on its own")
+    frames = [load(s.home).assign(search=s.name) for s in saved]
+    return pd.concat([frame for frame in frames if not frame.empty] or frames[:1], ignore_index=True)
+
+
 def find_row(df: pd.DataFrame, trial: int, step: int) -> pd.Series:
     rows = df[(df["trial"] == trial) & (df["step"] == step)]
     if rows.empty:

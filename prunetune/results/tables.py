@@ -76,6 +76,8 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
         name = column.removeprefix("param.")
         table[header] = [setting_text(values.get(name)) for values in settings] if settings is not None else \
             front[column].map(setting_text).tolist()
+    if "search" in front.columns:  # a joint front (prunetune pareto A B): which search each point is from
+        table.insert(0, "search", front["search"].astype(str).tolist())
     table["accuracy"] = front["accuracy"].map(accuracy_text)
     macs = count_format(front["macs"])  # effective MACs never exceed dense ones: one unit for both columns
     table["MACs"] = front["macs"].map(macs)
@@ -89,7 +91,7 @@ def front_table(front: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-MACHINE_COLUMNS = ["trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio", "params"]
+MACHINE_COLUMNS = ["search", "trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio", "params"]
 EFFECTIVE_COLUMNS = ["effective_macs", "effective_mac_ratio"]  # theoretical (TKP / N:M), where they differ
 
 

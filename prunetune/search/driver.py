@@ -40,9 +40,12 @@ from prunetune.search.scalars import ScalarWriter, ray_event_files_off, ray_logg
 from prunetune.search.searcher import MovedSearchGenerator, StudySearch
 from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
+from prunetune.search.warm_start import WarmStart, read_warm_start
 from prunetune.spaces import build_search
+from prunetune.spaces.partial import optuna_params
 from prunetune.spaces.schema import refuse_unsearchable
-from prunetune.study import StudySummary, TrialNumbers, fail_stale_trials, open_study, study_storage, summarise
+from prunetune.study import (StudySummary, TrialNumbers, enqueue, fail_stale_trials, open_study, requeue_interrupted,
+                             study_storage, summarise)
 
 
 @dataclass(frozen=True)
@@ -144,12 +147,18 @@ def _job_record(config: JobConfig, space) -> dict:
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
                address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None,
-               on_baseline: Callable[[dict], None] | None = None) -> SearchOutcome:
+               on_baseline: Callable[[dict], None] | None = None, warm_start: str | None = None,
+               storage: str | None = None, on_warm_start: Callable[[WarmStart], None] | None = None) -> SearchOutcome:
     """Start a new search; refuses a name that already has one (use ``resume_search``).
 
     ``on_epoch`` sees each epoch of the baseline when the search has to train it first;
     ``on_baseline`` its summary once it is ready (``Baseline.summary``; the threshold is None
     when ``stop.*`` is searched, each trial then has its own).
+
+    ``warm_start``: the name of an earlier search of the same baseline whose finished trials
+    the study gets before its first proposal (``search/warm_start.py``), found under
+    ``storage`` as ``resume_search`` finds a search (default: this search's storage.root, then
+    ./runs, then the index of searches); ``on_warm_start`` sees what was added and skipped.
     """
     refuse_unsearchable(space.names())  # load_search did already, unless the space was built by hand
     name = name or config.name
@@ -158,6 +167,8 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     home = search_home(root, name)
     job = _job_record(config, space)
     num_samples = num_samples or config.search.num_samples
+    _refuse_unrun_enqueue(config, num_samples)
+    warm = read_warm_start(warm_start, storage, config, space, name) if warm_start else None
     _take_name(root, name, home)
     try:
         _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
@@ -168,12 +179,15 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
             on_baseline(baseline.summary(None if searched_stop else accuracy_threshold(config, baseline.record.accuracy)))
         study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, num_samples,
                                                              baseline.directory, create=True)
+        _first_trials(study, space, config, warm, on_warm_start)
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
         raise
     (home / "search.json").write_text(json.dumps({"format": SEARCH_FORMAT, "name": name, "job": job,
                                                   "num_samples": num_samples, "baseline": str(baseline.directory),
-                                                  "deployment": deployment_info(baseline.splits)},
+                                                  "baseline_key": baseline.record.config_hash,
+                                                  "deployment": deployment_info(baseline.splits),
+                                                  **({"warm_start": warm.record()} if warm else {})},
                                                  indent=2))
     remember(name, root, home)
     tuner = tune.Tuner(
@@ -194,6 +208,24 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     return SearchOutcome(name, home, summarise(study), num_samples, storage=root, rungs=_rungs(config, home))
 
 
+def _refuse_unrun_enqueue(config: JobConfig, num_samples: int) -> None:
+    queued = len(config.search.enqueue)
+    if queued > num_samples:
+        raise UserError(f"search.enqueue: {queued} settings, but the search runs {num_samples} trial"
+                        f"{'' if num_samples == 1 else 's'} (search.num_samples / --num-samples): the last "
+                        f"{queued - num_samples} would never run; allowed: at most {num_samples} settings")
+
+
+def _first_trials(study, space, config: JobConfig, warm: WarmStart | None,
+                  on_warm_start: Callable[[WarmStart], None] | None) -> None:
+    """Before the first proposal: the warm start's finished trials, then search.enqueue's settings queued."""
+    if warm is not None:
+        study.add_trials(list(warm.trials))
+        if on_warm_start is not None:
+            on_warm_start(warm)
+    enqueue(study, [optuna_params(space, settings) for settings in config.search.enqueue])
+
+
 def resume_search(name: str, storage: str | None = None, resume_errored: bool = False, address: str | None = None,
                   verbose: int = 1) -> SearchOutcome:
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored.
@@ -211,6 +243,7 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
     storage = study_storage(config.storage.study_url, home)
     study = open_study(storage, name, objective)
     fail_stale_trials(study, storage)
+    requeue_interrupted(study)  # an enqueued setting whose trial the dead driver left runs again, once
     # Ray re-runs errored trials only when asked; the searcher must expect them so the
     # total stays exact (it learns the count from the study when Ray restores it).
     errored = [t for t in study.get_trials(deepcopy=False)
@@ -219,7 +252,7 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
     _init_ray(address)
     refuse_unfit_resources(config.search)
     study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, meta["num_samples"],
-                                                         _baseline_folder(meta["baseline"], root))
+                                                         saved.baseline_folder)
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
@@ -239,12 +272,6 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
 def _moved(saved) -> JobConfig:
     """The job with ``storage.root`` where the user found the search (it may have moved since)."""
     return saved.job.model_copy(update={"storage": saved.job.storage.model_copy(update={"root": saved.storage})})
-
-
-def _baseline_folder(recorded: str, root: str) -> Path:
-    # The baseline lives under the root it was trained in; a root moved whole carries it along.
-    moved = Path(root) / "baselines" / Path(recorded).name
-    return Path(recorded) if Path(recorded).exists() or is_uri(root) else moved
 
 
 def search_status(name: str, storage: str | None = None) -> SearchOutcome:

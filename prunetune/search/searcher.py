@@ -35,7 +35,7 @@ from ray.tune.utils.util import unflatten_dict
 
 from prunetune.internals import (repoint_experiment, restore_searcher_state, searcher_state, searcher_storage,
                                  searcher_study)
-from prunetune.study import RAY_ID, STOPPED_BY
+from prunetune.study import RAY_ID, STOPPED_BY, own_trials
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -74,10 +74,11 @@ class StudySearch(OptunaSearch):
         self.expected_resumes = int(self.study.user_attrs.get("expected_resumes", 0))
 
     def finished_count(self) -> int:
-        return len(self.study.get_trials(deepcopy=False, states=FINISHED_STATES))
+        # A warm start's trials (another search's) are in the study but not among this search's trials.
+        return len(own_trials(self.study, FINISHED_STATES))
 
     def failed_count(self) -> int:
-        return sum(not t.user_attrs.get("stale") for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+        return sum(not t.user_attrs.get("stale") for t in own_trials(self.study, (TrialState.FAIL,)))
 
     def suggest(self, trial_id: str) -> dict | None:
         done = self.finished_count()

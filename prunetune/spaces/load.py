@@ -30,6 +30,7 @@ from prunetune.spaces.checks import (
 )
 from prunetune.spaces.extract import Entry, split_search
 from prunetune.spaces.parameters import Parameter
+from prunetune.spaces.partial import check_partial_settings
 from prunetune.spaces.schema import ConfigFields, get_path, leaf_paths
 from prunetune.spaces.space import SearchSpace
 
@@ -72,6 +73,8 @@ def build_search(raw: dict[str, Any]) -> tuple[JobConfig, SearchSpace]:
     space = SearchSpace(tuple(parameters), tuple((name, value) for name, value in fallback.items()
                                                  if name in {parameter.name for parameter in parameters}))
     base_dict["search"]["space"] = space.to_dict()
+    _raise([problem for index, settings in enumerate(base.search.enqueue)
+            for problem in check_partial_settings(space, settings, f"search.enqueue[{index}]", fields)])
     return validate_config(base_dict), space
 
 

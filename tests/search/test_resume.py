@@ -70,6 +70,36 @@ def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_jo
     assert ray_steps(root / "res") <= set(zip(rows["trial_id"], rows["step"].astype(int)))
 
 
+def test_a_killed_search_resumes_its_enqueued_settings_without_repeating_them(search_job, tmp_path):
+    import optuna
+
+    config = search_job("queued", trials=3)
+    root = tmp_path / "runs"
+    db = root / "queued" / "study.db"
+    search = subprocess.Popen([*PRUNETUNE, "search", str(config), "search.max_concurrent_trials=1",
+                               "search.enqueue=[{pruning.criterion: bn_gamma}, {pruning.criterion: l1}, "
+                               "{pruning.criterion: bn_gamma}]"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        _wait_for_complete(db, search, 1)
+        os.killpg(search.pid, signal.SIGKILL)
+        search.communicate(timeout=120)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+    resumed = subprocess.run([*PRUNETUNE, "resume", "queued", "--storage", str(root)], capture_output=True, text=True,
+                             timeout=480)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "3/3 finished" in resumed.stdout
+    study = optuna.load_study(study_name="queued", storage=f"sqlite:///{db}")
+    finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
+    # Each enqueued setting ran to the end exactly once, with its setting, and nothing else is left queued.
+    assert sorted(t.user_attrs["enqueued"] for t in finished) == [0, 1, 2]
+    assert [t.params["pruning.criterion"] for t in sorted(finished, key=lambda t: t.user_attrs["enqueued"])] == [
+        "bn_gamma", "l1", "bn_gamma"]
+    assert not [t for t in study.get_trials() if t.state.name in ("WAITING", "RUNNING")]
+
+
 def _stop_cluster(temp_dir: str) -> None:
     """Kill only this cluster's processes: `ray stop` would also kill the test session's Ray."""
     subprocess.run(["pkill", "-9", "-f", temp_dir], check=False)

@@ -84,3 +84,37 @@ def test_a_multi_objective_study_gets_no_intermediate_values(tmp_path):
     search.on_trial_complete("a", result(objective, 2, 0.8, 500)[0])
     (a,) = search.study.get_trials()
     assert a.state == TrialState.COMPLETE and a.intermediate_values == {} and a.values == [0.8, 500]
+
+
+def test_enqueued_settings_are_handed_out_first_and_a_dead_drivers_one_is_queued_once_again(tmp_path):
+    from prunetune.study import ENQUEUED, enqueue, fail_stale_trials, requeue_interrupted
+
+    objective, search = searcher(tmp_path, "accuracy_macs")
+    enqueue(search.study, [{"recovery.lr": 1e-3}, {"recovery.lr": 2e-3}, {"recovery.lr": 3e-3}])
+    assert search.suggest("a") == {"recovery.lr": 1e-3}
+    assert search.suggest("b") == {"recovery.lr": 2e-3}
+    search.on_trial_complete("a", result(objective, 0, 0.9, 500)[0])
+    # The driver dies with "b" running: "b" is failed as stale, the waiting third setting stays queued.
+    storage = study_storage(None, tmp_path)
+    assert fail_stale_trials(search.study, storage) == 1
+    assert [t.state for t in search.study.get_trials()] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert requeue_interrupted(search.study) == 1
+    assert requeue_interrupted(search.study) == 0  # queued once, not once per resume
+    search._live = {}
+    assert [search.suggest(trial_id) for trial_id in "cd"] == [{"recovery.lr": 3e-3}, {"recovery.lr": 2e-3}]
+    assert [t.user_attrs.get(ENQUEUED) for t in search.study.get_trials()] == [0, 1, 2, 1]
+
+
+def test_a_warm_starts_trials_count_for_neither_the_requested_total_nor_the_summary(tmp_path):
+    from prunetune.study import WARM_START
+
+    objective, search = searcher(tmp_path, "accuracy_macs")
+    distributions = {"recovery.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    search.study.add_trials([optuna.trial.create_trial(params={"recovery.lr": 1e-3}, distributions=distributions,
+                                                       values=[0.99, 10], user_attrs={WARM_START: "other"})] * 4)
+    assert search.finished_count() == 0
+    assert search.suggest("a") is not None  # a study holding 4 finished trials of another search goes on
+    search.on_trial_complete("a", result(objective, 0, 0.9, 500)[0])
+    summary = summarise(search.study)
+    assert (summary.complete, summary.warm_started) == (1, 4)
+    assert [t.values for t in summary.best] == [[0.9, 500]]  # the other search's (better) trials are not its front

@@ -12,6 +12,7 @@ def test_digits_search_example_loads_as_a_small_search():
     assert (config.model.name, config.data.name, config.recovery.epochs) == ("mobilenet_v3_small", "digits", 3)
     assert space.names() == ["pruning.criterion", "pruning.mac_aware.beta", "pruning.schedule.final_sparsity",
                              "recovery.lr", "recovery.kd_alpha"]
+    assert config.search.enqueue == [{"pruning.criterion": "l1", "recovery.kd_alpha": 0.5}]  # seed 001's, tried first
 
 
 def test_digits_search_example_fixed_part_loads_as_a_plain_config():
