@@ -37,7 +37,7 @@ import ray.cloudpickle
 import synthetic_trial
 from common import write_outputs
 
-from prunetune.config import JobConfig, load_config
+from prunetune.config import JobConfig
 from prunetune.home import search_home
 from prunetune.objectives import OBJECTIVES
 from prunetune.results import load
