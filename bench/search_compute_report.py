@@ -84,7 +84,8 @@ def report(out: Path, records: list[dict], summary: dict) -> None:
     lines = [f"# Search at equal compute ({time.strftime('%Y-%m-%d')})", "",
              f"`python bench/search_compute.py --trials {budget_te} --seeds {summary['seeds']} --compute {unit} --config "
              f"{summary['config']}`; {summary['machine']}, 2 concurrent trials of 1 thread, "
-             f"{summary['minutes']:.1f} min in all.", "",
+             f"{summary['minutes']:.1f} min" + (" (the longest of the runs merged here)." if summary.get("merged") else
+                                                 " in all."), "",
              f"Baseline accuracy {summary['baseline_accuracy']:.4f}, threshold {summary['threshold']:.4f}; "
              f"hypervolume in (accuracy, MAC ratio) over every feasible step, reference "
              f"({summary['threshold']:.4f}, 1.0). Compute = {UNITS[unit]}, summed over the search's trials in "
@@ -145,9 +146,12 @@ def plot(path: Path, curves: dict, seeds_of: dict[str, list[int]], te: float, bu
 def merged(paths: list[Path]) -> tuple[list[dict], dict]:
     """The records of several runs (one per seed) on one root, and one summary for all of them."""
     saved = [json.loads(path.read_text()) for path in paths]
-    records = [record for run in saved for record in run["records"]]
+    # a search two runs share (each run's random, which sets the trial-equivalent) counts once
+    records = list({(r["variant"], r["seed"]): r for run in saved for r in run["records"]}.values())
+    order = list(dict.fromkeys(r["variant"] for r in records))  # as the first file lists them
+    records.sort(key=lambda r: (order.index(r["variant"]), r["seed"]))
     summary = {**saved[0]["summary"], "seeds": ",".join(str(s) for s in sorted({r["seed"] for r in records})),
-               "minutes": max(run["summary"]["minutes"] for run in saved)}
+               "minutes": max(run["summary"]["minutes"] for run in saved), "merged": len(saved)}
     return records, summary
 
 
