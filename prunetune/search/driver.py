@@ -93,7 +93,7 @@ def refuse_unfit_resources(search) -> None:
 
 
 def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, baseline: Path,
-                 create: bool = False):
+                 create: bool = False, function: Callable[..., None] = trial):
     objective = OBJECTIVES.get(config.search.objectives)
     seed = config.seed if config.search.sampler_seed is None else config.search.sampler_seed
     sampler = make_sampler(config.search.sampler, seed, objective.multi)
@@ -106,7 +106,7 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
                            max_concurrent=config.search.max_concurrent_trials,
                            stop_reason=getattr(scheduler, "stop_reason", None))
     trainable = tune.with_resources(
-        tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=baseline_files(baseline),
+        tune.with_parameters(function, job=config.to_dict(), space=space, baseline=baseline_files(baseline),
                              baseline_folder=str(baseline)),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
     return study, searcher, scheduler, trainable
@@ -148,8 +148,13 @@ def _job_record(config: JobConfig, space) -> dict:
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
                address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None,
                on_baseline: Callable[[dict], None] | None = None, warm_start: str | None = None,
-               storage: str | None = None, on_warm_start: Callable[[WarmStart], None] | None = None) -> SearchOutcome:
+               storage: str | None = None, on_warm_start: Callable[[WarmStart], None] | None = None,
+               function: Callable[..., None] = trial) -> SearchOutcome:
     """Start a new search; refuses a name that already has one (use ``resume_search``).
+
+    ``function`` is what every trial runs, called as ``search.trainable.trial`` is (the
+    pipeline, the default): a benchmark of the driver passes a stand-in that reports made-up
+    steps in milliseconds (bench/driver_scale.py). ``prunetune resume`` always runs the pipeline.
 
     ``on_epoch`` sees each epoch of the baseline when the search has to train it first;
     ``on_baseline`` its summary once it is ready (``Baseline.summary``; the threshold is None
@@ -178,7 +183,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
             searched_stop = any(path.startswith("stop.") for path in space.names())
             on_baseline(baseline.summary(None if searched_stop else accuracy_threshold(config, baseline.record.accuracy)))
         study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, num_samples,
-                                                             baseline.directory, create=True)
+                                                             baseline.directory, create=True, function=function)
         _first_trials(study, space, config, warm, on_warm_start)
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again

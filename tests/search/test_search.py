@@ -131,3 +131,29 @@ def test_a_failed_trial_prints_one_line_and_where_its_traceback_is(ray_session, 
     error_file = Path(lines[0].rsplit("(traceback: ", 1)[1].rstrip(")"))
     assert error_file.is_file() and 'File "' in error_file.read_text() and "expand" in error_file.read_text()
     assert 'File "' not in output and "Trial task failed" not in output
+
+
+def _stand_in_trial(params: dict, *, job: dict, space, baseline: dict, baseline_folder: str = "") -> None:
+    """Reports one made-up step per trial: its accuracy says which criterion the driver handed it."""
+    from ray import tune
+
+    from prunetune.pipeline.rows import RunResult, StepRow
+
+    accuracy = {"l1": 0.61, "bn_gamma": 0.62}[params["pruning.criterion"]]
+    run = RunResult(Path("."), baseline_accuracy=0.9, threshold=0.0, baseline_macs=1000, baseline_params=100)
+    row = run.add(StepRow(step=1, target_sparsity=0.2, sparsity=0.2, masked=False, macs=700, params=80, mac_ratio=0.7,
+                          param_ratio=0.8, pre_accuracy=accuracy, accuracy=accuracy, best_epoch=0, epochs_run=0,
+                          lr=0.0, threshold=0.0, feasible=True)).to_dict()
+    tune.report({**row, **OBJECTIVES.get("accuracy_macs").values(row)})
+
+
+def test_a_search_runs_the_function_it_is_given_in_place_of_the_pipeline(ray_session, search_job):
+    # The seam bench/driver_scale.py measures the driver through: every part but the trial is the product's.
+    job, space = load_search(search_job("stand-in", trials=3), [])
+    outcome = run_search(job, space, verbose=0, function=_stand_in_trial)
+    rows = load(outcome.name, job.storage.root)
+    assert outcome.summary.finished == 3 and len(rows) == 3
+    expected = rows["param.pruning.criterion"].map({"l1": 0.61, "bn_gamma": 0.62})
+    assert (rows["accuracy"] == expected).all() and (rows["macs"] == 700).all()
+    values = sorted(tuple(t.values) for t in _study(outcome, job).get_trials() if t.state == TrialState.COMPLETE)
+    assert values == sorted((a, 700.0) for a in expected)
