@@ -30,6 +30,11 @@ class ConfigError(UserError):
         header = "invalid config:" if len(lines) > 1 else "invalid config"
         super().__init__(header + ("\n  " + "\n  ".join(lines) if len(lines) > 1 else f" - {lines[0]}"))
 
+    # Ray ships a trial's exception to the driver by pickling it, and an exception unpickles
+    # as cls(*self.args): with args (message,) the user saw "not enough values to unpack".
+    def __reduce__(self):
+        return type(self), (self.problems,)
+
 
 class UnknownNameError(UserError, ValueError):
     # Also a ValueError so that pydantic validators turn it into a field error.
@@ -37,6 +42,10 @@ class UnknownNameError(UserError, ValueError):
         self.kind, self.name, self.known = kind, name, list(known)
         where = f"{field}: " if field else ""
         super().__init__(f"{where}unknown {kind} {name!r}; known: {', '.join(known)}")
+        self.field = field
+
+    def __reduce__(self):  # see ConfigError
+        return type(self), (self.kind, self.name, self.known, self.field)
 
 
 class FieldValueError(UserError, ValueError):
@@ -47,6 +56,9 @@ class FieldValueError(UserError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(message)
+
+    def __reduce__(self):  # see ConfigError
+        return type(self), (self.field, *self.args)
 
 
 class DataError(UserError):
