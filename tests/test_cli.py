@@ -170,6 +170,17 @@ def test_baseline_command_writes_run_directory_then_reuses_it(job_file, tmp_path
     assert (directory / "model.pt").stat().st_mtime_ns == stamp
 
 
+def test_run_writes_its_directory_once_under_the_storage_root(job_file, tmp_path):
+    result = runner.invoke(app, ["run", str(job_file), "pruning.scope=all", "pruning.schedule.targets=[0.2]",
+                                 "recovery.epochs=1"])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "runs"
+    (directory,) = [path for path in root.iterdir() if path.name != "baselines"]
+    assert directory.name.startswith("prunetune-")  # <storage.root>/<name>-<time>, beside the search homes
+    assert (directory / "rows.parquet").is_file() and str(directory / "rows.parquet") in result.output
+    assert not (root / "runs").exists()
+
+
 def test_installed_entry_point_exits_2_without_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "prunetune.cli", "config", str(tmp_path / "x.yaml"),
                              "data.image_size=2"], capture_output=True, text=True)

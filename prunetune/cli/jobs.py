@@ -53,7 +53,7 @@ def print_epoch(row: dict[str, Any]) -> None:
 def run_pipeline(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    directory: Annotated[Path | None, typer.Option("--dir", help="run directory (default: STORAGE/runs/NAME-TIME)")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="run directory (default: STORAGE/NAME-TIME)")] = None,
 ) -> None:
     """Run the prune-and-recover pipeline once, without Ray: one row per step, a results table."""
     from prunetune.config import load_config
