@@ -23,3 +23,9 @@ def ray_steps(experiment_dir: Path) -> set[tuple[str, int]]:
             if "step" in result:
                 steps.add((result["trial_id"], int(result["step"])))
     return steps
+
+
+def trial_folders(experiment_dir: Path) -> dict[str, str]:
+    """Ray trial id (as Ray's own result.json records it) -> the name of the trial's folder."""
+    return {json.loads(results.read_text().splitlines()[0])["trial_id"]: results.parent.name
+            for results in Path(experiment_dir).glob("*/result.json")}

@@ -63,6 +63,23 @@ def test_ray_checkpoint_logger_names_the_module_that_logs_each_checkpoint():
     assert "Checkpoint successfully created" in inspect.getsource(module), "re-check RAY_CHECKPOINT_LOGGER"
 
 
+def test_ray_auth_logger_names_the_module_that_logs_the_token_auth_notice():
+    module = importlib.import_module(internals.RAY_AUTH_LOGGER)
+    assert module.logger.name == internals.RAY_AUTH_LOGGER, "re-check RAY_AUTH_LOGGER"
+    assert "Token authentication is enabled for this Ray cluster" in inspect.getsource(module), \
+        "re-check RAY_AUTH_LOGGER"
+
+
+def test_a_trials_spec_hands_its_name_and_folder_creators_to_the_trial():
+    from ray.tune.experiment import config_parser
+
+    source = inspect.getsource(config_parser._create_trial_from_spec)
+    for key in ("trial_name_creator", "trial_dirname_creator"):
+        assert f'{key}=spec.get("{key}")' in source, f"re-check internals.named_trial_spec ({key})"
+    spec = internals.named_trial_spec({"run": "t", "config": {}}, "namer")
+    assert spec["trial_name_creator"] == spec["trial_dirname_creator"] == "namer" and spec["run"] == "t"
+
+
 def test_no_module_but_internals_uses_a_private_ray_or_optuna_name():
     package = Path(prunetune.__file__).parent
     offenders = [f"{path.relative_to(package)}:{number}: {line.strip()}"

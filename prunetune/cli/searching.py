@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from prunetune.cli.app import ConfigArg, OverridesArg, app, out, print_table, user_facing
-from prunetune.cli.jobs import print_epoch
+from prunetune.cli.progress import BaselineProgress, search_view
 
 @app.command()
 @user_facing
@@ -26,7 +26,10 @@ def search(
     job, space = load_search(config, list(overrides or []) + ([f"storage.root={storage}"] if storage else []))
     out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
-    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=print_epoch))
+    with search_view(out, name or job.name) as view, BaselineProgress(out) as baseline:
+        outcome = run_search(job, space, name=name, num_samples=num_samples, address=address,
+                             on_epoch=baseline.epoch, on_batch=baseline.batch, view=view)
+    _print_outcome(outcome)
 
 
 @app.command()
@@ -40,7 +43,9 @@ def resume(
     """Continue an interrupted or killed search until it has its requested trials."""
     from prunetune.search import resume_search
 
-    _print_outcome(resume_search(name, storage, resume_errored=errored, address=address))
+    with search_view(out, name) as view:
+        outcome = resume_search(name, storage, resume_errored=errored, address=address, view=view)
+    _print_outcome(outcome)
 
 
 @app.command()

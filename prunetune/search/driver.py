@@ -14,27 +14,30 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 from ray import tune
 
-from prunetune.baseline import EpochCallback, prepare_baseline
+from prunetune.baseline import BatchCallback, EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.errors import UserError
 from prunetune.home import (SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state, experiment_exists,
                             experiment_path, is_uri, open_home, search_home)
-from prunetune.internals import repoint_restored_tuner
+from prunetune.internals import repoint_restored_tuner, token_auth_notice_unlogged
 from prunetune.objectives import OBJECTIVES
+from prunetune.progress import SearchView
 from prunetune.samplers import make_sampler
-from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
-                                        trial_tracebacks_unprinted)
-from prunetune.search.searcher import MovedSearchGenerator, StudySearch
+from prunetune.search.printer import ProgressPrinter
+from prunetune.search.quiet import library_output_off
+from prunetune.search.recording import DriverBeat, ErrorRecorder, ResultsRecorder
+from prunetune.search.searcher import StudySearch, StudySearchGenerator
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
-from prunetune.study import StudySummary, fail_stale_trials, open_study, study_storage, summarise
+from prunetune.study import StudySummary, fail_stale_trials, open_study, optuna_info_unlogged, study_storage, summarise
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def _init_ray(address: str | None) -> None:
     try:
         # "local" starts a private Ray: without it ray.init() silently joins any cluster
         # `ray start` left running on this machine. --address joins one on purpose.
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
+        with token_auth_notice_unlogged() if address is None else nullcontext():
+            ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
     except ConnectionError as error:
         raise UserError(f"--address {address}: cannot join the Ray cluster ({error}); "
                         "start one with `ray start --head`") from None
@@ -86,18 +90,30 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
     sampler = make_sampler(config.search.sampler, seed, objective.multi)
     storage = study_storage(config.storage.study_url, home, create=create)
     study = open_study(storage, name, objective, sampler, create=create)
-    searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
-                           sampler=sampler, study_name=name, storage=storage, total=num_samples,
-                           max_concurrent=config.search.max_concurrent_trials)
+    with optuna_info_unlogged():  # OptunaSearch opens the study again ("Using an existing study ...")
+        searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
+                               sampler=sampler, study_name=name, storage=storage, total=num_samples,
+                               max_concurrent=config.search.max_concurrent_trials)
     trainable = tune.with_resources(
         tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=files),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
     return study, searcher, trainable
 
 
-def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int) -> list:
-    return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
-            DriverBeat(home), *([ProgressPrinter(study, config.storage.root)] if verbose else [])]
+def _callbacks(study, home: Path, name: str, config: JobConfig, space, requested: int, verbose: int,
+               view: SearchView | None) -> list:
+    results = ResultsRecorder(home, name, config.storage.root, config, space, study)
+    printer = ProgressPrinter(study, config.storage.root, results.store, OBJECTIVES.get(config.search.objectives),
+                              requested, view)
+    return [ErrorRecorder(study), results, DriverBeat(home), *([printer] if verbose else [])]
+
+
+def _fit(tuner, home: Path, verbose: int) -> None:
+    try:
+        with library_output_off(verbose):
+            tuner.fit()
+    finally:
+        beat(home, ended=True)
 
 
 def _take_name(root: str, name: str, home: Path) -> None:
@@ -126,10 +142,13 @@ def _job_record(config: JobConfig, space) -> dict:
 
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
-               address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None) -> SearchOutcome:
+               address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None,
+               on_batch: BatchCallback | None = None, view: SearchView | None = None) -> SearchOutcome:
     """Start a new search; refuses a name that already has one (use ``resume_search``).
 
-    ``on_epoch`` sees each epoch of the baseline when the search has to train it first.
+    ``on_epoch`` / ``on_batch`` see each epoch / batch of the baseline when the search has to
+    train it first; ``view`` shows the trials' lines and the search's status (default: printed
+    lines; ``verbose=0``: nothing).
     """
     refuse_unsearchable(space.names())  # load_search did already, unless the space was built by hand
     name = name or config.name
@@ -142,7 +161,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     try:
         _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
         refuse_unfit_resources(config.search)
-        baseline = prepare_baseline(config, on_epoch)  # once, on the driver
+        baseline = prepare_baseline(config, on_epoch, on_batch)  # once, on the driver
         study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
                                                   baseline_files(baseline.directory), create=True)
     except BaseException:
@@ -153,24 +172,20 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
                                                  indent=2))
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=StudySearchGenerator(searcher), num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
         # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
         run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=_callbacks(study, home, name, config, space, verbose)),
+                                  callbacks=_callbacks(study, home, name, config, space, num_samples, verbose, view)),
     )
-    try:
-        with trial_tracebacks_unprinted():
-            tuner.fit()
-    finally:
-        beat(home, ended=True)
+    _fit(tuner, home, verbose)
     return SearchOutcome(name, home, summarise(study), num_samples)
 
 
 def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
-                  verbose: int = 1) -> SearchOutcome:
+                  verbose: int = 1, view: SearchView | None = None) -> SearchOutcome:
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored.
 
     Every path comes from the home named here, not from where the search started: a home
@@ -198,14 +213,10 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
-    repoint_restored_tuner(tuner, searcher if is_uri(root) else MovedSearchGenerator(searcher, root, name),
-                           _callbacks(study, home, name, config, space, verbose))
+    repoint_restored_tuner(tuner, StudySearchGenerator(searcher, None if is_uri(root) else (root, name)),
+                           _callbacks(study, home, name, config, space, meta["num_samples"], verbose, view))
     beat(home)
-    try:
-        with trial_tracebacks_unprinted():
-            tuner.fit()
-    finally:
-        beat(home, ended=True)
+    _fit(tuner, home, verbose)
     return SearchOutcome(name, home, summarise(study), meta["num_samples"])
 
 
