@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from prunetune.cli.app import ConfigArg, OverridesArg, app, out, print_table, user_facing
 from prunetune.cli.progress import BaselineProgress, search_view
+
+
+def _driver_environment() -> None:
+    """Tune's settings for a prunetune driver; set before Ray is imported, which is when Tune reads them.
+
+    A search reports once per pruning step, seconds to minutes apart. Tune warns ("Processing
+    trial results took 0.7 s, which may be a performance bottleneck. Please consider reporting
+    results less frequently") from 0.5 s of driver-side work per result, a threshold meant for
+    per-iteration reports, and a busy machine crosses it with the store's fsync; 5 s still
+    flags a driver that is really stuck. A user's own TUNE_WARN_THRESHOLD_S wins.
+    """
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
+
 
 @app.command()
 @user_facing
@@ -20,6 +34,7 @@ def search(
     storage: Annotated[str | None, typer.Option(help="storage root: a folder, NFS path or URI (s3://...)")] = None,
 ) -> None:
     """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
+    _driver_environment()
     from prunetune.search import run_search
     from prunetune.spaces import load_search
 
@@ -41,6 +56,7 @@ def resume(
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
 ) -> None:
     """Continue an interrupted or killed search until it has its requested trials."""
+    _driver_environment()
     from prunetune.search import resume_search
 
     with search_view(out, name) as view:

@@ -26,34 +26,39 @@ class ProgressPrinter(tune.Callback):
         self.study, self.number = study, TrialNumbers(study)
         self.root, self.store, self.objective, self.requested = root, store, objective, requested
         self.view = view or PrintedView()
-        self.started, self.finished_before = time.monotonic(), 0
+        self.started, self.finished_before, self.counts = time.monotonic(), 0, None
 
     def __getstate__(self) -> dict:
         # Ray pickles callbacks into tuner.pkl; a resumed driver builds its own (internals.repoint_restored_tuner).
-        return {**without_study(self), "number": None, "store": None, "view": None}
+        return {**without_study(self), "number": None, "store": None, "view": None, "counts": None}
 
     def _label(self, trial) -> str:
         number = self.number(trial.trial_id)
         return f"trial {number}" if number is not None else f"trial {trial.trial_id}"
 
-    def _finished(self) -> tuple[int, dict]:
-        counts = trial_counts(self.study.get_trials(deepcopy=False))  # one query, on every step of a live bar
-        return counts[TrialState.COMPLETE] + counts[TrialState.PRUNED], counts
+    def _count(self) -> None:
+        # Trial states change when a trial is asked, starts or ends, not when it reports a step.
+        self.counts = trial_counts(self.study.get_trials(deepcopy=False))
 
-    def _status(self, trial_ended: bool = False) -> None:
+    def _status(self, trial_ended: bool = False, count: bool = True) -> None:
         if not (trial_ended or self.view.live):
-            return  # a printed view shows the status when a trial ends: no query on every step
-        finished, counts = self._finished()
+            return  # a printed view shows the status when a trial ends
+        if count or self.counts is None:
+            self._count()
+        finished = self.counts[TrialState.COMPLETE] + self.counts[TrialState.PRUNED]
         elapsed = time.monotonic() - self.started
         done_here, left = finished - self.finished_before, self.requested - finished
         remaining = elapsed / done_here * left if done_here > 0 and left > 0 else None
-        self.view.status(SearchStatus(self.requested, finished, counts[TrialState.RUNNING], counts[TrialState.FAIL],
-                                      best_step(self.store.rows.values(), self.objective), elapsed, remaining))
+        self.view.status(SearchStatus(self.requested, finished, self.counts[TrialState.RUNNING],
+                                      self.counts[TrialState.FAIL], best_step(self.store.rows.values(), self.objective),
+                                      elapsed, remaining))
 
     def setup(self, **info) -> None:
         if self.view is None:
             return
-        self.started, self.finished_before = time.monotonic(), self._finished()[0]
+        self._count()
+        self.started = time.monotonic()
+        self.finished_before = self.counts[TrialState.COMPLETE] + self.counts[TrialState.PRUNED]
         self.view.start()
         self._status()
 
@@ -68,7 +73,7 @@ class ProgressPrinter(tune.Callback):
         self.view.line(f"{self._label(trial)} step {result['step']}: sparsity {result['sparsity']:.3f}, "
                        f"MACs {result['mac_ratio']:.1%}, accuracy {result['pre_accuracy']:.4f} -> "
                        f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
-        self._status()
+        self._status(count=False)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self.view is not None:

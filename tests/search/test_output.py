@@ -20,12 +20,14 @@ NOISE = {
     "Optuna's existing-study line (OptunaSearch)": "Using an existing study",
     "Optuna's finished-trial line": "finished with values",
     "any Python warning (torch's included)": "Warning: ",
+    # Printed on a busy machine: Tune warns from 0.5 s of driver work per result (cli/searching.py).
+    "Tune's slow-result warning": "may be a performance bottleneck",
 }
 
 
 def test_a_cli_search_prints_only_its_own_lines_and_numbers_trial_folders_as_its_trials(search_job, tmp_path):
     config = search_job("quiet", trials=2)
-    done = subprocess.run([*PRUNETUNE, "search", str(config)], capture_output=True, text=True, timeout=480)
+    done = subprocess.run([*PRUNETUNE, "search", str(config)], capture_output=True, text=True, timeout=600)
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-3000:]
     assert {source: text for source, text in NOISE.items() if text in printed} == {}, printed
