@@ -39,6 +39,16 @@ class UnknownNameError(UserError, ValueError):
         super().__init__(f"{where}unknown {kind} {name!r}; known: {', '.join(known)}")
 
 
+class FieldValueError(UserError, ValueError):
+    """A value a section's validator refuses. ``field`` names it inside the section, so the
+    loader reports its whole path (``data.crop_padding``); a ValueError, so pydantic turns it
+    into a field error."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class DataError(UserError):
     pass
 

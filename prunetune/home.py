@@ -4,6 +4,10 @@ With a local ``storage.root`` the home is ``<root>/<NAME>``, which is also Ray's
 experiment folder; with a URI root (``s3://...``) Ray writes there and the home stays
 local under ``.prunetune/searches/<NAME>``.
 
+A search is found by its name and storage root (``locate``): under ``--storage`` when given,
+else under ``./runs``, else through the index of search homes (``search_index.py``), which every
+driver updates; ``search_command`` writes the command line that finds it again.
+
 ``search.json`` holds the job, whose ``search.space`` is the space as data (the canonical
 entries ``load_search`` wrote): ``build_search`` rebuilds the space from it, so reading a
 search never unpickles anything. Homes of prunetune before that kept ``space.pkl`` and are
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import time
 from dataclasses import dataclass
@@ -27,8 +32,10 @@ from pyarrow import fs as pafs
 from prunetune.config import JobConfig
 from prunetune.errors import ConfigError, UserError
 from prunetune.io import write_atomic
+from prunetune.search_index import index_path, indexed
 from prunetune.spaces import build_search
 
+DEFAULT_STORAGE = "runs"  # storage.root's default, relative to the current folder
 STORE_NAME = "results.parquet"  # the results store in the home folder (results/store.py)
 CHECKPOINT_MODEL = "model.pt"  # the pruned model inside each kept step's checkpoint folder
 
@@ -58,7 +65,7 @@ def experiment_exists(root: str, name: str) -> bool:
 @dataclass(frozen=True)
 class SearchHome:
     name: str
-    root: str
+    storage: str  # the storage root, absolute (or a URI)
     home: Path
     job: JobConfig
     space: object
@@ -66,19 +73,61 @@ class SearchHome:
 
     @property
     def experiment(self) -> str:
-        return experiment_path(self.root, self.name)
+        return experiment_path(self.storage, self.name)
 
 
 SEARCH_FORMAT = 2  # search.json's "format": 2 keeps the space as data (no space.pkl)
 
 
-def open_home(name: str, root: str = "runs") -> SearchHome:
-    """The saved job, space and metadata of the search ``name`` under ``root``."""
-    root = absolute_root(root)
+def search_command(verb: str, name: str, storage: str, *rest: str) -> str:
+    """``prunetune VERB NAME REST``, shell-quoted, with ``--storage`` unless ``./runs`` is where it lives."""
+    words = ["prunetune", verb, name, *rest]
+    if absolute_root(storage) != absolute_root(DEFAULT_STORAGE):
+        words += ["--storage", storage]
+    return shlex.join(words)
+
+
+def locate(name: str, storage: str | None = None) -> tuple[str, Path]:
+    """The storage root and home folder of the search ``name``.
+
+    With ``storage``, the home under it (a URI root's home is local to where the search
+    started: the index knows it). Without, ``./runs/NAME`` if it holds a search, else the one
+    home the index lists for that name; several are refused, listing their ``--storage``.
+    """
+    if storage is not None:
+        root = absolute_root(storage)
+        home = search_home(root, name)
+        if (home / "search.json").exists():
+            return root, home
+        recorded = [entry for entry in indexed(name) if entry.storage == root and entry.present]
+        if recorded:
+            return root, recorded[-1].home
+        raise UserError(f"no search named {name!r} under {root} (looked for {home / 'search.json'})")
+    root = absolute_root(DEFAULT_STORAGE)
     home = search_home(root, name)
+    if (home / "search.json").exists():
+        return root, home
+    entries = indexed(name)
+    present = [entry for entry in entries if entry.present]
+    if len(present) == 1:
+        return present[0].storage, present[0].home
+    if present:
+        where = "; ".join(f"--storage {shlex.quote(entry.storage)} (home {entry.home})" for entry in present)
+        raise UserError(f"{len(present)} searches are named {name!r}: {where}; choose one with --storage")
+    if entries:
+        gone = entries[-1]
+        raise UserError(f"no search named {name!r} under {root}; the index of searches ({index_path()}) has it at "
+                        f"{gone.home} (--storage {shlex.quote(gone.storage)}), which no longer holds it (moved or "
+                        "deleted?): pass --storage with the root it is under now")
+    raise UserError(f"no search named {name!r} under {root} (looked for {home / 'search.json'}), and the index of "
+                    f"searches ({index_path()}) lists none by that name: pass --storage with the root it was "
+                    "started with")
+
+
+def open_home(name: str, storage: str | None = None) -> SearchHome:
+    """The saved job, space and metadata of the search ``name`` (found as ``locate`` says)."""
+    root, home = locate(name, storage)
     meta_file = home / "search.json"
-    if not meta_file.exists():
-        raise UserError(f"no search named {name!r} under {root} (looked for {meta_file})")
     try:
         meta = json.loads(meta_file.read_text())
         job = meta["job"] if isinstance(meta, dict) else None

@@ -59,6 +59,18 @@ def searcher_study(searcher: Any) -> optuna.Study:
     return searcher._ot_study
 
 
+def searcher_storage(searcher: Any) -> optuna.storages.BaseStorage:
+    """The storage of the study a Ray ``OptunaSearch`` asks and tells.
+
+    Ray 2.60.0: ``OptunaSearch.__init__`` keeps the ``storage`` it is given as ``_storage``;
+    the study holds it only privately too. Through the storage's public methods the
+    searcher reports intermediate values and keeps user attributes on a trial it knows
+    by number (``Study.tell`` is the only public way to touch a trial that is not the
+    ``optuna.Trial`` ``ask`` returned, and the searcher finds its trials again by Ray id).
+    """
+    return searcher._storage
+
+
 def quiet_checkpoint_log() -> None:
     """Ray's per-checkpoint INFO line off in this process (a trial's worker)."""
     logging.getLogger(RAY_CHECKPOINT_LOGGER).setLevel(logging.WARNING)
@@ -76,16 +88,20 @@ def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
     return float(compute_hypervolume(losses, reference, assume_pareto=False))
 
 
-def repoint_restored_tuner(tuner: Any, search_alg: Any, callbacks: list) -> None:
-    """Give a restored Tuner the searcher and callbacks built from the home the user named.
+def repoint_restored_tuner(tuner: Any, search_alg: Any, callbacks: list, scheduler: Any) -> None:
+    """Give a restored Tuner the searcher, callbacks and scheduler built from the home the user named.
 
-    Ray 2.60.0: ``Tuner.restore`` unpickles ``TuneConfig`` (its ``search_alg``) and
-    ``RunConfig`` (its ``callbacks``) from ``tuner.pkl`` (``TunerInternal._load_tuner_state``)
-    and takes only a new trainable and param space; those pickles name the study and the
-    store where the search started, so a moved home would write to the old paths.
+    Ray 2.60.0: ``Tuner.restore`` unpickles ``TuneConfig`` (its ``search_alg`` and
+    ``scheduler``) and ``RunConfig`` (its ``callbacks``) from ``tuner.pkl``
+    (``TunerInternal._load_tuner_state``) and takes only a new trainable and param space;
+    those pickles name the study and the store where the search started, so a moved home
+    would write to the old paths, and the scheduler is the one pickled when the search
+    began (``TuneController`` saves no scheduler state: its ``__getstate__`` drops
+    ``_scheduler_alg``).
     """
     local = tuner._local_tuner
     local._tune_config.search_alg = search_alg
+    local._tune_config.scheduler = scheduler
     local._run_config.callbacks = callbacks
 
 

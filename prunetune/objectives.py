@@ -13,14 +13,22 @@ is. The pipeline is handed the objective and reads ``cost`` from it (it measures
 step's latency when the cost is ``latency_ms``); nothing below the search reads
 ``config.search.objectives``. This module imports neither optuna nor torch, so config
 validation and results readers can use it.
+
+A goal with a ``measure`` is a value of the trial's whole curve so far instead of one
+column: ``front_area`` is the hypervolume its feasible steps dominate (``curves.py``).
+The trainable reports it after every step, and a single-objective study keeps each
+step's value as the trial's intermediate value (``search/searcher.py``).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from prunetune.curves import front_area, number
 from prunetune.registry import OBJECTIVES
+
+CurveMeasure = Callable[[Sequence[dict], str], "float | None"]  # (the trial's rows so far, cost) -> value
 
 COSTS = ("macs", "latency_ms")  # row columns a step's cost can be ranked by
 
@@ -31,6 +39,7 @@ class Goal:
     column: str  # row column best_<column> of the best feasible step
     mode: str  # "max" / "min"
     label: str  # Optuna metric name shown by the study
+    measure: CurveMeasure | None = None  # a value of the whole curve so far, instead of best_<column>
 
 
 @dataclass(frozen=True)
@@ -67,19 +76,15 @@ class Objective:
     def measures_latency(self) -> bool:
         return self.cost == "latency_ms"
 
-    def values(self, row: dict) -> dict[str, float | None]:
-        """The objective values of a report row: its best feasible step's, None without one."""
-        feasible = _number(row.get("best_accuracy")) is not None and row.get("best_macs") is not None
-        return {f"objective_{goal.key}": _number(row.get(f"best_{goal.column}")) if feasible else None
+    def values(self, row: dict, earlier: Sequence[dict] = ()) -> dict[str, float | None]:
+        """The objective values after report row ``row``: its best feasible step's, None without one.
+
+        ``earlier``: the trial's rows before ``row``, which a goal with a ``measure`` reads.
+        """
+        feasible = number(row.get("best_accuracy")) is not None and row.get("best_macs") is not None
+        return {f"objective_{goal.key}": (goal.measure([*earlier, row], self.cost) if goal.measure
+                                          else number(row.get(f"best_{goal.column}"))) if feasible else None
                 for goal in self.goals}
-
-
-def _number(value: object) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return float(value)
-
-
 
 
 def register_objective(objective: Objective) -> Objective:
@@ -96,3 +101,9 @@ register_objective(Objective("accuracy_latency", (ACCURACY, Goal("latency", "lat
                              "(the latency section): a Pareto front; every step is timed"))
 register_objective(Objective("min_macs", (MACS,), description="fewest MACs among feasible steps (one objective)"))
 register_objective(Objective("max_accuracy", (ACCURACY,), description="highest accuracy (one objective)"))
+FRONT_AREA = Goal("front_area", "front_area", "max", "front_area", measure=front_area)
+register_objective(Objective("front_area", (FRONT_AREA,),
+                             description="the area of the trial's own accuracy-vs-MAC-ratio front against "
+                             "(threshold, 1.0): one objective over the whole curve (docs/search.md)"))
+register_objective(Objective("front_area_latency", (FRONT_AREA,), cost="latency_ms",
+                             description="front_area with the latency ratio as the cost (every step is timed)"))

@@ -76,6 +76,20 @@ class Registry(Generic[T]):
         return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def import_callable(spec: str, field: str, error: type[Exception]) -> Callable[..., Any]:
+    """The callable a ``package.module:callable`` setting names; ``error`` (naming ``field``) if
+    the module does not import or has no such callable."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as problem:
+        raise error(f"{field}: cannot import {module_name!r} from {spec!r}: {problem}") from None
+    found = getattr(module, attribute, None)
+    if not callable(found):
+        raise error(f"{field}: {module_name!r} has no callable {attribute!r}")
+    return found
+
+
 DATASETS: Registry[Any] = Registry("dataset", home="prunetune.data")
 MODELS: Registry[Any] = Registry("model", home="prunetune.models.zoo")
 SCOPES: Registry[Any] = Registry("scope", home="prunetune.pruning.scope")
@@ -87,10 +101,11 @@ OPTIMIZERS: Registry[Any] = Registry("optimizer", home="prunetune.training")
 LR_SCHEDULES: Registry[Any] = Registry("lr schedule", home="prunetune.training")
 OBJECTIVES: Registry[Any] = Registry("objective", home="prunetune.objectives")
 SAMPLERS: Registry[Any] = Registry("sampler", home="prunetune.samplers")
+SCHEDULERS: Registry[Any] = Registry("scheduler", home="prunetune.schedulers")
 
 # What `prunetune list KIND` knows, by the plural a user types.
 LISTED: dict[str, Registry[Any]] = {
     "datasets": DATASETS, "models": MODELS, "scopes": SCOPES, "criteria": CRITERIA, "reductions": REDUCTIONS,
     "schedules": SCHEDULES, "repairs": REPAIRS, "optimizers": OPTIMIZERS, "lr-schedules": LR_SCHEDULES,
-    "objectives": OBJECTIVES, "samplers": SAMPLERS,
+    "objectives": OBJECTIVES, "samplers": SAMPLERS, "schedulers": SCHEDULERS,
 }

@@ -47,6 +47,7 @@ class StepRow:
     peak_memory_mb: float = math.nan  # CUDA: peak allocated during the step (NaN on CPU)
     latency_ms: float = math.nan  # measured (latency section) when the search optimises latency
     best_latency_ms: float = math.nan
+    baseline_latency_ms: float = math.nan  # the dense model's, timed in the same run: the latency ratio's base
     phase: str = "prune"  # "final": seed 003's phase 3, fine-tuning the last feasible step's model (no cut)
 
     @classmethod

@@ -24,6 +24,7 @@ from prunetune.errors import UserError
 from prunetune.objectives import Objective
 
 RAY_ID = "ray_trial_id"  # the user attribute holding a trial's Ray id
+STOPPED_BY = "stopped_by"  # the user attribute of a PRUNED trial a scheduler stopped: the scheduler's reason
 
 
 STUDY_FILE = "study.db"  # the default study storage, in the search's home
@@ -164,10 +165,11 @@ class StudySummary:
     best: list[optuna.trial.FrozenTrial]
     labels: list[str]
     errors: dict[int, str]
+    stopped: int = 0  # PRUNED by a scheduler (cost rungs), not for want of a feasible step
 
     @property
     def finished(self) -> int:
-        return self.complete + self.no_feasible_step
+        return self.complete + self.no_feasible_step + self.stopped
 
 
 def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[TrialState, int]:
@@ -177,10 +179,11 @@ def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[TrialState, int
 def summarise(study: optuna.Study) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
     count = trial_counts(trials)
+    stopped = sum(t.state == TrialState.PRUNED and STOPPED_BY in t.user_attrs for t in trials)
     best = study.best_trials if count[TrialState.COMPLETE] else []
     labels = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    return StudySummary(count[TrialState.COMPLETE], count[TrialState.PRUNED], count[TrialState.FAIL],
+    return StudySummary(count[TrialState.COMPLETE], count[TrialState.PRUNED] - stopped, count[TrialState.FAIL],
                         count[TrialState.RUNNING], sorted(best, key=lambda t: t.values[-1]), labels,
                         {t.number: study.user_attrs.get(error_key(t.number), "stale: its driver died")
                          if t.user_attrs.get("stale") else study.user_attrs.get(error_key(t.number), "")
-                         for t in trials if t.state == TrialState.FAIL})
+                         for t in trials if t.state == TrialState.FAIL}, stopped)

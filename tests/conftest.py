@@ -1,8 +1,19 @@
+import os
+import shutil
 import textwrap
 
 import pytest
 
 from prunetune.config import load_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_search_index(tmp_path_factory):
+    """The index of searches every driver writes (prunetune/search_index.py) lives under tmp for the
+    whole session, subprocesses included: tests never touch the user's ~/.local/share."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data-home")))
+        yield
 
 
 @pytest.fixture
@@ -33,6 +44,8 @@ def ray_session():
     """The one Ray instance of the test session (2 CPUs, no dashboard, a small object store)."""
     import ray
 
+    if ray.is_initialized():  # a driver run in-process by an earlier test started its own
+        ray.shutdown()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, configure_logging=False,
              log_to_driver=False)
     yield ray
@@ -67,3 +80,12 @@ def search_job(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture
+def dot_installed():
+    """Render tests run where Graphviz's dot is; CI (PRUNETUNE_REQUIRE_DOT=1, set by .ci/run) fails without it."""
+    if shutil.which("dot") is None:
+        if os.environ.get("PRUNETUNE_REQUIRE_DOT"):
+            pytest.fail("Graphviz's dot is missing but PRUNETUNE_REQUIRE_DOT is set: `make dot` installs it")
+        pytest.skip("Graphviz's dot is not installed (`make dot` installs it)")

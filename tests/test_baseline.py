@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from prunetune.baseline import baseline_dir, prepare_baseline
-from prunetune.errors import ModelError
+from prunetune.baseline import baseline_dir, baseline_key, prepare_baseline
+from prunetune.errors import ModelError, RunError
 from prunetune.models import measure
 from prunetune.models.zoo import tiny_resnet
 
@@ -18,7 +18,9 @@ def test_baseline_learns_digits_and_records_what_it_measured(tiny_job):
     complexity = measure(result.model, 3, 16)
     saved = json.loads((result.directory / "baseline.json").read_text())
     assert saved["macs"] == complexity.macs and saved["params"] == complexity.params
-    assert saved["config_hash"] == job.baseline_hash()
+    assert saved["config_hash"] == baseline_key(job)
+    assert saved["bn_statistics"] == "recalibrated" and saved["accuracy_own_bn"] == saved["accuracy"]
+    assert saved["preprocessing"]["resize_mode"] == "square" and len(saved["preprocessing"]["mean"]) == 3
 
 
 def test_equal_config_reuses_the_saved_model(tiny_job):
@@ -31,6 +33,15 @@ def test_equal_config_reuses_the_saved_model(tiny_job):
 
 def test_changed_baseline_settings_train_a_new_one(tiny_job):
     assert baseline_dir(tiny_job()) != baseline_dir(tiny_job("baseline.epochs=3"))
+
+
+def test_a_given_baseline_folder_is_used_whatever_the_config_keys(tiny_job, tmp_path):
+    # A search's trials prune the driver's baseline, even where their own key would differ.
+    first = prepare_baseline(tiny_job())
+    pinned = prepare_baseline(tiny_job("baseline.lr=0.3"), directory=first.directory)
+    assert pinned.reused and pinned.record == first.record
+    with pytest.raises(RunError, match="the search's baseline is missing or incomplete there"):
+        prepare_baseline(tiny_job(), directory=tmp_path / "gone")
 
 
 def test_torn_record_is_not_trusted(tiny_job):

@@ -12,8 +12,9 @@ EVERY_SECTION = {
     "name": "roundtrip",
     "seed": 7,
     "data": {"name": "shapes", "image_size": 40, "channels": 1, "val_fraction": 0.25, "train_size": 300,
-             "val_size": 100, "calibration_size": 64, "batch_size": 32, "eval_batch_size": 64, "augment": False,
-             "crop_padding": 2, "hflip": False, "device_resident": "never", "num_workers": 0, "root": "/data/x"},
+             "val_size": 100, "calibration_size": 64, "batch_size": 32, "eval_batch_size": 64, "augment": True,
+             "crop_padding": 2, "crop_scale": None, "hflip": False, "eval_crop_fraction": None, "mean": [0.5],
+             "std": [0.25], "transform": None, "device_resident": "never", "num_workers": 0, "root": "/data/x"},
     "model": {"name": "resnet18", "num_classes": 5, "checkpoint": "/ckpt.pt", "checkpoint_format": "state_dict",
               "kwargs": {"zero_init_residual": True}},
     "baseline": {"epochs": 3, "optimizer": "adamw", "lr": 0.001, "momentum": 0.8, "weight_decay": 0.01,
@@ -34,7 +35,8 @@ EVERY_SECTION = {
                              "kwargs": {"width": 16}}},
     "stop": {"max_accuracy_drop": None, "min_accuracy": 0.84},
     "search": {"num_samples": 20, "sampler": "nsga2", "sampler_seed": 7, "reuse_actors": False, "objectives": "min_macs", "max_concurrent_trials": 4, "max_retries": 2,
-               "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}}},
+               "cpus_per_trial": 0.5, "gpus_per_trial": 0.25, "space": {"recovery.lr": {"loguniform": [1e-5, 1e-3]}},
+               "scheduler": "rungs", "rungs": {"levels": [0.75, 0.5, 0.25], "reduction_factor": 2.0, "grace": 4}},
     "storage": {"root": "s3://bucket/runs", "study_url": "sqlite:///study.db", "step_models": "best"},
     "runtime": {"device": "cuda:1", "precision": "fp32", "channels_last": False, "compile": True, "threads": 2},
     "latency": {"device": "cuda", "batch_size": 8, "repeats": 5},
@@ -211,11 +213,28 @@ def test_malformed_override_and_missing_file_are_config_errors(tmp_path):
         load_config(tmp_path / "list.yaml")
 
 
-def test_baseline_hash_depends_on_what_decides_the_baseline_only():
-    job = load_config(None)
-    assert load_config(None, ["pruning.criterion=vbp", "recovery.lr=0.01"]).baseline_hash() == job.baseline_hash()
-    assert load_config(None, ["data.image_size=40"]).baseline_hash() != job.baseline_hash()
-    assert load_config(None, ["seed=3"]).baseline_hash() != job.baseline_hash()
+def test_baseline_settings_are_what_decides_the_baseline_only():
+    job = load_config(None).baseline_settings()
+    assert load_config(None, ["pruning.criterion=vbp", "recovery.lr=0.01"]).baseline_settings() == job
+    assert load_config(None, ["data.image_size=40"]).baseline_settings() != job
+    assert load_config(None, ["seed=3"]).baseline_settings() != job
+
+
+def test_how_batches_are_served_is_no_part_of_the_baseline_settings():
+    job = load_config(None).baseline_settings()
+    for served in ("data.num_workers=0", "data.eval_batch_size=7", "data.device_resident=never"):
+        assert load_config(None, [served]).baseline_settings() == job, served
+    # The baseline's BN statistics are re-estimated on the calibration split: it decides them.
+    assert load_config(None, ["data.calibration_size=100"]).baseline_settings() != job
+
+
+def test_an_untrained_baseline_does_not_depend_on_its_training_recipe():
+    untrained = load_config(None, ["baseline.epochs=0"]).baseline_settings()
+    for recipe in ("baseline.lr=0.3", "baseline.optimizer=adamw", "data.batch_size=16", "data.hflip=false",
+                   "data.crop_padding=2", "data.augment=false"):
+        assert load_config(None, ["baseline.epochs=0", recipe]).baseline_settings() == untrained, recipe
+        assert load_config(None, [recipe]).baseline_settings() != load_config(None).baseline_settings(), recipe
+    assert load_config(None, ["baseline.epochs=0", "baseline.recalibrate_bn=false"]).baseline_settings() != untrained
 
 
 def test_config_objects_are_frozen():

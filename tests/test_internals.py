@@ -95,6 +95,7 @@ RAY_ATTRIBUTES = [
     ("repoint_restored_tuner", "ray.tune.impl.tuner_internal", "TunerInternal", "__init__", "self._tune_config"),
     ("repoint_restored_tuner", "ray.tune.impl.tuner_internal", "TunerInternal", "__init__", "self._run_config"),
     ("searcher_state", "ray.tune.search.optuna.optuna_search", "OptunaSearch", "__init__", "self._storage"),
+    ("searcher_storage", "ray.tune.search.optuna.optuna_search", "OptunaSearch", "__init__", "self._storage"),
     ("restore_searcher_state", "ray.tune.search.optuna.optuna_search", "OptunaSearch", "__init__", "self._sampler"),
     ("repoint_experiment", "ray.tune.search.search_generator", "SearchGenerator", "set_state", "self._experiment"),
     ("repoint_experiment", "ray.train._internal.storage", "StorageContext", "__init__", "self.storage_fs_path"),

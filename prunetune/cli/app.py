@@ -72,7 +72,11 @@ def _show_warning(shown_before: Callable[..., None], message: Warning | str, cat
         shown_before(message, category, filename, *args, **kwargs)
 
 
-StorageOpt = Annotated[str, typer.Option(help="storage root the search was started with")]
+# --storage is the config's storage.root; a command that finds a search by name looks in ./runs,
+# then in the index of searches (prunetune/search_index.py) when it is not given.
+StorageOpt = Annotated[str | None, typer.Option(
+    help="storage root the search was started with (its storage.root; default: ./runs, then the index of "
+         "searches every search is recorded in)")]
 
 def print_table(table, title: str) -> None:
     shown = Table(title=title)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,7 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Train (or reuse) the unpruned model, evaluate it, write model.pt and baseline.json."""
     from prunetune.baseline import prepare_baseline
     from prunetune.config import load_config
+    from prunetune.results.tables import count_format
 
     job = load_config(config, overrides or [])
     out.print(f"baseline: {job.model.name} on {job.data.name} ({job.data.image_size}px), "
@@ -26,13 +28,13 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
     with BaselineProgress(out) as progress:
         result = prepare_baseline(job, on_epoch=progress.epoch, on_batch=progress.batch)
     record = result.record
-    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s"
+    state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s" if record.epochs else "measured"
     table = Table(title=f"baseline ({state})", show_header=False)
     for name, value in (
-        ("val accuracy", f"{record.accuracy:.4f}"),
+        ("val accuracy", record.accuracy_note()),
         ("val loss", f"{record.loss:.4f}"),
-        ("MACs", f"{record.macs:,} ({record.macs / 1e6:.2f}M)"),
-        ("params", f"{record.params:,} ({record.params / 1e6:.2f}M)"),
+        ("MACs", f"{count_format([record.macs])(record.macs)} ({record.macs:,})"),
+        ("params", f"{count_format([record.params])(record.params)} ({record.params:,})"),
         ("device", record.device),
         ("directory", str(result.directory)),
     ):
@@ -59,38 +61,47 @@ def run_pipeline(
               f"{', compensation' if pruning.compensation else ''}", highlight=False, soft_wrap=True)
     # A single run ranks and times its steps as a search of this job would.
     result = run(job, report=_print_step, directory=directory, on_epoch=_print_recovery_epoch,
-                 on_baseline=_print_baseline, objective=OBJECTIVES.get(job.search.objectives))
+                 on_baseline=print_baseline, objective=OBJECTIVES.get(job.search.objectives))
     out.print(results_table(result))
     best = result.rows[-1] if result.rows else None
     if best is not None and best.best_step is not None:
         out.print(f"best feasible: step {best.best_step}, accuracy {best.best_accuracy:.4f}, "
                   f"MACs {best.best_macs:,} ({best.best_mac_ratio:.1%} of baseline)", highlight=False)
+        out.print(f"export it: prunetune export {shlex.quote(str(result.directory))} -o model.pt --pt2  "
+                  "(--step N for its last step; a run keeps its best and its last step)",
+                  highlight=False, markup=False)
     else:
         out.print("no step stayed above the threshold", highlight=False)
     out.print(f"rows: {result.directory / 'rows.parquet'}", highlight=False)
 
 
 def results_table(result) -> Table:
-    """Seed 001's table: target -> accuracy, MACs, with the baseline first."""
-    table = Table(title=f"prune-and-recover (threshold {result.threshold:.4f})")
+    """Seed 001's table: target -> accuracy, MACs, with the baseline first; one format per column
+    (results/tables.py: accuracy 4 decimals, ratios as %, counts in one unit per column)."""
+    from prunetune.results.tables import accuracy_text, count_format, percent_text
+
+    table = Table(title=f"prune-and-recover (threshold {accuracy_text(result.threshold)})")
     for column in ("step", "target", "sparsity", "pre-recovery acc", "accuracy", "MACs", "MAC ratio", "params",
                    "epochs (best)", "time", "feasible"):
         table.add_column(column, justify="right")
-    table.add_row("baseline", "0.00", "0.000", "", f"{result.baseline_accuracy:.4f}", f"{result.baseline_macs:,}",
-                  "1.000", f"{result.baseline_params:,}", "", "", "")
+    macs = count_format([result.baseline_macs, *(row.macs for row in result.rows)])
+    params = count_format([result.baseline_params, *(row.params for row in result.rows)])
+    table.add_row("baseline", percent_text(0.0), percent_text(0.0), "", accuracy_text(result.baseline_accuracy),
+                  macs(result.baseline_macs), percent_text(1.0), params(result.baseline_params), "", "", "")
     for row in result.rows:
         step = f"{row.step} final" if row.phase == "final" else str(row.step)
-        table.add_row(step, f"{row.target_sparsity:.2f}", f"{row.sparsity:.3f}", f"{row.pre_accuracy:.4f}",
-                      f"{row.accuracy:.4f}", f"{row.macs:,}", f"{row.mac_ratio:.3f}", f"{row.params:,}",
-                      f"{row.epochs_run} ({row.best_epoch})", f"{sum(row.seconds.values()):.1f}s",
-                      "yes" if row.feasible else Text("no", style="red"))
+        table.add_row(step, percent_text(row.target_sparsity), percent_text(row.sparsity),
+                      accuracy_text(row.pre_accuracy), accuracy_text(row.accuracy), macs(row.macs),
+                      percent_text(row.mac_ratio), params(row.params), f"{row.epochs_run} ({row.best_epoch})",
+                      f"{sum(row.seconds.values()):.1f}s", "yes" if row.feasible else Text("no", style="red"))
     return table
 
 
-def _print_baseline(info: dict[str, Any]) -> None:
-    state = "reused" if info["reused"] else "trained"
-    out.print(f"[baseline] {state}: accuracy {info['accuracy']:.4f}, MACs {info['macs']:,}, "
-              f"threshold {info['threshold']:.4f}", highlight=False, markup=False)
+def print_baseline(info: dict[str, Any]) -> None:
+    """The [baseline] line of a run or search: ``Baseline.summary``."""
+    threshold = "per trial (stop.* is searched)" if info["threshold"] is None else f"{info['threshold']:.4f}"
+    out.print(f"[baseline] {info['state']}: accuracy {info['note']}, MACs {info['macs']:,}, threshold {threshold}",
+              highlight=False, markup=False)
 
 
 def _print_recovery_epoch(row: dict[str, Any]) -> None:

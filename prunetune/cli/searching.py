@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from prunetune.cli.app import ConfigArg, OverridesArg, app, out, print_table, user_facing
+from prunetune.cli.app import ConfigArg, OverridesArg, StorageOpt, app, out, print_table, user_facing
+from prunetune.cli.jobs import print_baseline
 from prunetune.cli.progress import BaselineProgress, search_view
 
 
@@ -31,7 +32,8 @@ def search(
     name: Annotated[str | None, typer.Option(help="search name (default: the config's name)")] = None,
     num_samples: Annotated[int | None, typer.Option("--num-samples", help="trials to complete")] = None,
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
-    storage: Annotated[str | None, typer.Option(help="storage root: a folder, NFS path or URI (s3://...)")] = None,
+    storage: Annotated[str | None, typer.Option(
+        help="storage root (sets the config's storage.root): a folder, NFS path or URI (s3://...)")] = None,
 ) -> None:
     """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
     _driver_environment()
@@ -43,7 +45,7 @@ def search(
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
     with search_view(out, name or job.name) as view, BaselineProgress(out) as baseline:
         outcome = run_search(job, space, name=name, num_samples=num_samples, address=address,
-                             on_epoch=baseline.epoch, on_batch=baseline.batch, view=view)
+                             on_epoch=baseline.epoch, on_batch=baseline.batch, on_baseline=print_baseline, view=view)
     _print_outcome(outcome)
 
 
@@ -51,7 +53,7 @@ def search(
 @user_facing
 def resume(
     name: Annotated[str, typer.Argument(help="name of the search to continue")],
-    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+    storage: StorageOpt = None,
     errored: Annotated[bool, typer.Option("--errored", help="also re-run trials that failed")] = False,
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
 ) -> None:
@@ -68,7 +70,7 @@ def resume(
 @user_facing
 def status(
     name: Annotated[str, typer.Argument(help="name of the search")],
-    storage: Annotated[str, typer.Option(help="storage root the search was started with")] = "runs",
+    storage: StorageOpt = None,
 ) -> None:
     """Done / running / failed trials of a search and its best trials so far."""
     from prunetune.search import search_status
@@ -78,7 +80,7 @@ def status(
 
 def _print_outcome(outcome, final: bool = True) -> None:
     from prunetune.results import front_table, load, pareto_front
-    from prunetune.home import STORE_NAME
+    from prunetune.home import STORE_NAME, search_command
     from prunetune.results.store import journal_path
 
     summary = outcome.summary
@@ -90,9 +92,12 @@ def _print_outcome(outcome, final: bool = True) -> None:
         running = f"{summary.running} interrupted, {driver.describe()}"
     else:
         running = f"{summary.running} interrupted" if summary.running else "0 running"
+    stopped = f", {summary.stopped} stopped at a rung" if outcome.rungs is not None else ""
     out.print(f"{outcome.name}: {summary.finished}/{outcome.requested} finished ({summary.complete} with a feasible "
-              f"step, {summary.no_feasible_step} without), {summary.failed} failed, {running}",
+              f"step, {summary.no_feasible_step} without{stopped}), {summary.failed} failed, {running}",
               highlight=False, markup=False)
+    if outcome.rungs is not None:
+        _print_rungs(outcome.rungs)
     store = outcome.home / STORE_NAME
     rows = load(outcome.home) if store.is_file() or journal_path(store).is_file() else None
     if rows is not None and not rows.empty:
@@ -101,10 +106,24 @@ def _print_outcome(outcome, final: bool = True) -> None:
     for number, error in summary.errors.items():
         out.print(f"trial {number} failed: {error.strip().splitlines()[-1] if error.strip() else 'no message'}",
                   highlight=False, markup=False)
-    out.print(f"home: {outcome.home}  (next: prunetune pareto {outcome.name} | prunetune report {outcome.name} -o DIR "
-              f"| prunetune export {outcome.name} --trial T --step S -o model.pt)", highlight=False, markup=False)
+    name, storage = outcome.name, outcome.storage
+    out.print(f"home: {outcome.home}  (next: {search_command('pareto', name, storage)} | "
+              f"{search_command('report', name, storage, '-o', 'DIR')} | "
+              f"{search_command('export', name, storage, '--trial', 'T', '--step', 'S', '-o', 'model.pt')})",
+              highlight=False, markup=False)
     if final and outcome.interrupted:
-        out.print(f"interrupted: continue with `prunetune resume {outcome.name}`", highlight=False)
+        out.print(f"interrupted: continue with `{search_command('resume', name, storage)}`", highlight=False,
+                  markup=False)
         raise typer.Exit(130)
 
+
+def _print_rungs(report) -> None:
+    import pandas as pd
+
+    settings = report.settings
+    table = pd.DataFrame([{"rung": rung, settings.ratio_name: f"{count.level:g}", "recorded": count.recorded,
+                           "stopped": len(count.stopped), "stopped trials": ", ".join(map(str, count.stopped)) or "-",
+                           "best accuracy": count.best_text} for rung, count in enumerate(report.counts)])
+    print_table(table, f"Cost rungs ({settings.ratio_name}s, reduction factor {settings.reduction_factor:g}, "
+                f"grace {settings.grace}): {report.stopped} trial{'' if report.stopped == 1 else 's'} stopped")
 

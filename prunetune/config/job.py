@@ -9,7 +9,6 @@ what is allowed. Ray passes configs between processes as dicts: ``JobConfig.to_d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import typing
 from pathlib import Path
@@ -19,11 +18,12 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError
 
 from prunetune.config.base import SEED_MAX, Section
-from prunetune.config.inputs import BaselineConfig, DataConfig, ModelConfig
+from prunetune.config.inputs import (SERVING_ONLY_DATA, TRAINING_ONLY_DATA, UNTRAINED_BASELINE, BaselineConfig,
+                                     DataConfig, ModelConfig)
 from prunetune.config.pruning import PruningConfig
 from prunetune.config.recovery import RecoveryConfig, StopConfig
 from prunetune.config.search import LatencyConfig, RuntimeConfig, SearchConfig, StorageConfig
-from prunetune.errors import ConfigError, UserError
+from prunetune.errors import ConfigError, FieldValueError, UserError
 from prunetune.user_yaml import DuplicateKeyError, UniqueKeyLoader, read_yaml, yaml_problem
 
 BASELINE_FIELDS = ("seed", "data", "model", "baseline")
@@ -50,10 +50,20 @@ class JobConfig(Section):
     def from_dict(cls, data: dict[str, Any]) -> JobConfig:
         return validate_config(data)
 
-    def baseline_hash(self) -> str:
-        """Hash of everything that decides the baseline model, so equal configs share one."""
-        decisive = {k: self.to_dict()[k] for k in BASELINE_FIELDS}
-        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+    def baseline_settings(self) -> dict[str, Any]:
+        """The settings that decide the baseline's weights and measured accuracy (its cache key's
+        config part; ``prunetune.baseline.baseline_key`` adds the checkpoint's content).
+
+        Left out: how batches are served (``SERVING_ONLY_DATA``), and for a baseline that is
+        not trained (epochs 0) its training recipe and what only training batches see.
+        """
+        settings = {k: self.to_dict()[k] for k in BASELINE_FIELDS}
+        untrained = self.baseline.epochs == 0
+        settings["data"] = {k: v for k, v in settings["data"].items()
+                            if k not in SERVING_ONLY_DATA and not (untrained and k in TRAINING_ONLY_DATA)}
+        if untrained:
+            settings["baseline"] = {k: settings["baseline"][k] for k in UNTRAINED_BASELINE}
+        return settings
 
 
 def validate_config(data: Any) -> JobConfig:
@@ -105,7 +115,10 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
         known = _fields_at(loc[:-1])
         return path, f"unknown field; allowed fields here: {', '.join(known)}"
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "value_error" and isinstance(error.get("ctx", {}).get("error"), UserError):
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, FieldValueError):
+        return f"{path}.{cause.field}" if path else cause.field, message
+    if error["type"] == "value_error" and isinstance(cause, UserError):
         # prunetune's own errors already name the bad value, and some the field too.
         return path, message.removeprefix(f"{path}: ")
     return path, f"{message} (got {error.get('input')!r})"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
 
 from prunetune import registry
-from prunetune.config.base import SEED_MAX, Section, registered
+from prunetune.config.base import SEED_MAX, Fraction, Section, registered
+from prunetune.errors import FieldValueError
 
 class LatencyConfig(Section):
     """How latency is measured where it is used (objective accuracy_latency, mac_aware cost latency)."""
@@ -15,6 +16,24 @@ class LatencyConfig(Section):
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="device the deployed model runs on")
     batch_size: int = Field(1, ge=1, description="images per timed forward")
     repeats: int = Field(20, ge=1, description="timed forwards after warm-up; the median is kept")
+
+
+def _distinct_descending(levels: tuple[float, ...]) -> tuple[float, ...]:
+    if len(set(levels)) != len(levels):
+        raise ValueError("a level appears twice")
+    return tuple(sorted(levels, reverse=True))
+
+
+class RungsConfig(Section):
+    """Cost rungs (search.scheduler: rungs): where trials are compared and how many go on (docs/search.md)."""
+
+    levels: Annotated[tuple[Fraction, ...], AfterValidator(_distinct_descending)] = Field(
+        (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3), min_length=1,
+        description="cost ratios between 0 and 1 (the MAC ratio; the latency ratio with a latency "
+        "objective) at which trials are compared")
+    reduction_factor: float = Field(3.0, gt=1.0, description="eta: a trial goes on when it is in the top "
+                                    "1/reduction_factor of the trials recorded at the rung")
+    grace: int = Field(3, ge=1, description="trials recorded at a rung before it stops any")
 
 
 class SearchConfig(Section):
@@ -33,6 +52,19 @@ class SearchConfig(Section):
                                "(saves process start and imports per trial: half the wall time of a search of "
                                "short trials, bench/trial_overhead.py)")
     space: dict[str, Any] = Field(default_factory=dict, description="field path -> distribution")
+    scheduler: registered(registry.SCHEDULERS) = Field(
+        "fifo", description="fifo: every trial runs to its end; rungs: trials behind at a cost level stop early")
+    rungs: RungsConfig = Field(default_factory=RungsConfig)
+
+    @model_validator(mode="after")
+    def _rungs_read(self) -> SearchConfig:
+        default = RungsConfig()
+        changed = [f"{name} is {value!r}" for name, value in self.rungs if value != getattr(default, name)]
+        if changed and not getattr(registry.SCHEDULERS.get(self.scheduler), "reads_rungs", False):
+            raise FieldValueError("rungs", f"{', '.join(changed)}, but search.scheduler {self.scheduler!r} does "
+                                  "not read this section (it would change nothing); set search.scheduler: rungs, or "
+                                  "leave search.rungs out")
+        return self
 
 
 class StorageConfig(Section):

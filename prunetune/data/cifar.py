@@ -1,7 +1,9 @@
 """CIFAR-10 / CIFAR-100 read from a local copy in the official python-pickle layout.
 
 ``data.root`` is either the extracted folder (``cifar-10-batches-py`` / ``cifar-100-python``)
-or its parent. Nothing is ever downloaded: a missing folder or file is a ``DataError``.
+or its parent. Nothing is ever downloaded: a missing folder or file is a ``DataError``. Class
+names come from the layout's meta file (``batches.meta`` / ``meta``); without it the classes
+are named by their numbers.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunetune.data.registry import DATASETS, ImageTensors, Splits, in_memory_splits, resize_images
+from prunetune.data.registry import DATASETS, honours, ImageTensors, Splits, in_memory_splits, resize_images
 from prunetune.errors import DataError
 
 LAYOUTS = {
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", 10),
     "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
 }
+META = {"cifar10": ("batches.meta", b"label_names"), "cifar100": ("meta", b"fine_label_names")}
 
 
 def _find_root(name: str, root: str | None) -> Path:
@@ -60,16 +63,35 @@ def _cifar(name: str, config, seed: int) -> Splits:
         ImageTensors(resize_images(split.images, config.image_size, config.channels), split.labels)
         for split in (train, val)
     )
-    return in_memory_splits(train, val, config, seed, num_classes=num_classes)
+    return in_memory_splits(train, val, config, seed, num_classes=num_classes,
+                            class_names=_class_names(name, folder, num_classes))
+
+
+def _class_names(name: str, folder: Path, num_classes: int) -> tuple[str, ...]:
+    file, key = META[name]
+    path = folder / file
+    if not path.is_file():
+        return ()  # Splits names them "0", "1", ...
+    try:
+        with path.open("rb") as handle:
+            names = pickle.load(handle, encoding="bytes")[key]
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    except (pickle.UnpicklingError, KeyError, TypeError, ValueError, EOFError) as error:
+        raise DataError(f"data.root: {str(path)!r} is not a CIFAR meta file ({type(error).__name__}: {error})") from None
+    if len(names) != num_classes:
+        raise DataError(f"data.root: {str(path)!r} names {len(names)} classes, {name} has {num_classes}")
+    return names
 
 
 @DATASETS.register("cifar10")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def cifar10(config, seed: int) -> Splits:
     """CIFAR-10 from its python pickles under data.root (never downloaded)."""
     return _cifar("cifar10", config, seed)
 
 
 @DATASETS.register("cifar100")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def cifar100(config, seed: int) -> Splits:
     """CIFAR-100 from its python pickles under data.root (never downloaded)."""
     return _cifar("cifar100", config, seed)

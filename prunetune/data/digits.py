@@ -11,10 +11,11 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from prunetune.data.registry import DATASETS, ImageTensors, Splits, in_memory_splits, resize_images
+from prunetune.data.registry import DATASETS, honours, ImageTensors, Splits, in_memory_splits, resize_images
 
 
 @DATASETS.register("digits")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def digits(config, seed: int) -> Splits:
     """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes), embedded: the default."""
     bunch = load_digits()
@@ -29,4 +30,5 @@ def digits(config, seed: int) -> Splits:
     )
     train = ImageTensors(images[train_index], labels[train_index])
     val = ImageTensors(images[val_index], labels[val_index])
-    return in_memory_splits(train, val, config, seed, num_classes=10)
+    return in_memory_splits(train, val, config, seed, num_classes=10,
+                            class_names=tuple(str(digit) for digit in bunch.target_names))

@@ -1,8 +1,9 @@
 """``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg`` trees (VWW, ImageNet, ...).
 
-Served from disk by a ``DataLoader`` with workers; the usual transforms: random resized
-crop and flip for train, resize to size/0.875 then centre crop for val and calibration,
-ImageNet normalisation.
+Served from disk by a ``DataLoader`` with workers. The transforms (``preprocessing.py``):
+by default a random resized crop and flip for train, resize to size/0.875 then centre crop
+for val and calibration, ImageNet normalisation; each part set by a ``data`` field, or all
+of it by the user's own ``data.transform``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Subset
-from torchvision import datasets, transforms
+from torchvision import datasets
 
-from prunetune.data.registry import DATASETS, Splits
+from prunetune.data.preprocessing import check_output, file_transforms
+from prunetune.data.registry import DATASETS, Splits, honours
 from prunetune.errors import DataError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _tree(root: Path, split: str, transform) -> datasets.ImageFolder:
@@ -31,6 +30,7 @@ def _tree(root: Path, split: str, transform) -> datasets.ImageFolder:
 
 
 @DATASETS.register("imagefolder")
+@honours("crop_scale", "eval_crop_fraction", "transform")
 def imagefolder(config, seed: int) -> Splits:
     """data.root/train/<class>/*.jpg and data.root/val/<class>/*.jpg trees (VWW, an ImageNet subset, ...)."""
     if config.root is None:
@@ -38,21 +38,17 @@ def imagefolder(config, seed: int) -> Splits:
     root = Path(config.root).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root: {config.root!r} does not exist")
-    size = config.image_size
-    gray = [transforms.Grayscale(1)] if config.channels == 1 else []
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if config.channels == 3 else ((0.449,), (0.226,))
-    finish = [transforms.ToTensor(), transforms.Normalize(mean, std)]
-    augment = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()] if config.augment else [
-        transforms.Resize(int(round(size / 0.875))),
-        transforms.CenterCrop(size),
-    ]
-    evaluate = [transforms.Resize(int(round(size / 0.875))), transforms.CenterCrop(size)]
-    train = _tree(root, "train", transforms.Compose(gray + augment + finish))
-    val = _tree(root, "val", transforms.Compose(gray + evaluate + finish))
-    plain_train = datasets.ImageFolder(str(root / "train"), transform=transforms.Compose(gray + evaluate + finish))
+    train_transform, eval_transform, described = file_transforms(config)
+    train = _tree(root, "train", train_transform)
+    val = _tree(root, "val", eval_transform)
+    plain_train = datasets.ImageFolder(str(root / "train"), transform=eval_transform)
     if train.classes != val.classes:
         raise DataError(f"data.root: train/ and val/ of {config.root!r} have different class folders")
+    if config.transform is not None and len(val):
+        check_output(val[0][0], config, f"{val.samples[0][0]} (train=False)")
+        check_output(train[0][0], config, f"{train.samples[0][0]} (train={config.augment})")
     generator = torch.Generator().manual_seed(seed)
+    # Drawn first, from the full train: the calibration size never changes the train subset.
     calibration_index = torch.randperm(len(train), generator=generator)[: config.calibration_size]
     train_split = train
     if config.train_size is not None and config.train_size < len(train):
@@ -66,7 +62,9 @@ def imagefolder(config, seed: int) -> Splits:
         calibration=Subset(plain_train, calibration_index.tolist()),
         num_classes=len(train.classes),
         channels=config.channels,
-        image_size=size,
-        mean=mean,
-        std=std,
+        image_size=config.image_size,
+        mean=described.mean or (),  # None with data.transform: the user's transform normalises
+        std=described.std or (),
+        preprocessing=described,
+        class_names=tuple(train.classes),  # the class folders, sorted: ImageFolder's label order
     )

@@ -14,6 +14,7 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader
 
+from prunetune.data.preprocessing import CROP_PADDING
 from prunetune.data.registry import ImageTensors, Splits
 
 # Share of free device memory an in-memory dataset may take under device_resident=auto.
@@ -114,7 +115,7 @@ def make_loaders(splits: Splits, config, device: torch.device, seed: int, channe
             splits.train,
             config.batch_size,
             shuffle=True,
-            crop_padding=config.crop_padding if augment else 0,
+            crop_padding=(CROP_PADDING if config.crop_padding is None else config.crop_padding) if augment else 0,
             hflip=augment and config.hflip,
             drop_last=len(splits.train) > config.batch_size,
             seed=seed,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
+from prunetune.data.preprocessing import EvalPreprocessing, tensor_preprocessing
 from prunetune.registry import DATASETS
 
 
@@ -57,6 +58,16 @@ class Splits:
     # their transforms).
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # What val and calibration images go through, as plain data; None: a plugin dataset's own.
+    preprocessing: EvalPreprocessing | None = None
+    # The name of each class index (what a deployed model's argmax means); default "0", "1", ...
+    class_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.class_names:
+            object.__setattr__(self, "class_names", tuple(str(index) for index in range(self.num_classes)))
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"{self.num_classes} classes but {len(self.class_names)} class names")
 
     @property
     def in_memory(self) -> bool:
@@ -66,15 +77,32 @@ class Splits:
 DatasetBuilder = Callable[..., Splits]
 
 
+def honours(*fields: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Declare the dataset-specific ``DataConfig`` fields (``DATASET_SPECIFIC``) a builder
+    applies; the config refuses the others when they are set, naming the field."""
+
+    def mark(builder: DatasetBuilder) -> DatasetBuilder:
+        builder.honours = fields
+        return builder
+
+    return mark
+
+
 def build_splits(config, seed: int) -> Splits:
     """Build the splits of ``config.name`` (a ``DataConfig``), deterministic in ``seed``."""
     return DATASETS.get(config.name, field="data.name")(config, seed)
 
 
 def in_memory_splits(
-    train: ImageTensors, val: ImageTensors, config, seed: int, num_classes: int
+    train: ImageTensors, val: ImageTensors, config, seed: int, num_classes: int,
+    class_names: tuple[str, ...] = (),
 ) -> Splits:
-    """Apply the size caps, draw the calibration subset from train and compute the norm."""
+    """Apply the size caps, draw the calibration subset from train and compute the norm.
+
+    Train is capped first and val next, calibration last from the same stream: the
+    calibration size never changes which images are in train or val. ``class_names``: each
+    label's name (default: the label's number as text).
+    """
     generator = torch.Generator().manual_seed(seed)
     if config.train_size is not None and config.train_size < len(train):
         train = train.subset(torch.randperm(len(train), generator=generator)[: config.train_size])
@@ -83,6 +111,7 @@ def in_memory_splits(
     calibration_count = min(config.calibration_size, len(train))
     calibration = train.subset(torch.randperm(len(train), generator=generator)[:calibration_count])
     mean, std = train.channel_stats()
+    described = tensor_preprocessing(config, mean, std)
     return Splits(
         train=train,
         val=val,
@@ -90,8 +119,10 @@ def in_memory_splits(
         num_classes=num_classes,
         channels=train.images.shape[1],
         image_size=train.images.shape[-1],
-        mean=mean,
-        std=std,
+        mean=described.mean,
+        std=described.std,
+        preprocessing=described,
+        class_names=tuple(class_names),
     )
 
 

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from prunetune.data.registry import DATASETS, ImageTensors, Splits, in_memory_splits, resize_images
+from prunetune.data.registry import DATASETS, honours, ImageTensors, Splits, in_memory_splits, resize_images
 
 CLASSES = ("circle", "ring", "square", "frame", "triangle", "plus", "star", "crescent", "bar", "hexagon")
 DEFAULT_TRAIN, DEFAULT_VAL = 20000, 4000
@@ -113,6 +113,7 @@ def generate(count: int, size: int, seed: int) -> ImageTensors:
 
 
 @DATASETS.register("shapes")
+@honours("crop_padding")  # the in-memory loader's padded random crop
 def shapes(config, seed: int) -> Splits:
     """Procedural coloured shapes on textured backgrounds (CIFAR-sized benchmark data, any size)."""
     # Train and val come from different generator streams, so no image is in both.
@@ -120,4 +121,4 @@ def shapes(config, seed: int) -> Splits:
     val = generate(config.val_size or DEFAULT_VAL, config.image_size, seed * 2 + 2)
     if config.channels != 3:
         train, val = (ImageTensors(resize_images(s.images, config.image_size, 1), s.labels) for s in (train, val))
-    return in_memory_splits(train, val, config, seed, num_classes=len(CLASSES))
+    return in_memory_splits(train, val, config, seed, num_classes=len(CLASSES), class_names=CLASSES)

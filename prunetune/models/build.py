@@ -9,10 +9,8 @@ from a local ``model.checkpoint`` instead.
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import pickle
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from torch import nn
 
 from prunetune.errors import ModelError, UnknownModelError
 from prunetune.models.zoo import MODELS
+from prunetune.registry import import_callable
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -66,18 +65,6 @@ def _unknown(name: str, what: str) -> UnknownModelError:
     )
 
 
-def _import_callable(spec: str) -> Callable[..., nn.Module]:
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ModelError(f"model.name: cannot import {module_name!r} from {spec!r}: {error}") from None
-    builder = getattr(module, attribute, None)
-    if not callable(builder):
-        raise ModelError(f"model.name: {module_name!r} has no callable {attribute!r}")
-    return builder
-
-
 def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
     """torchvision builders take no channel count: swap the 3-channel stem for one."""
     for parent in model.modules():
@@ -110,7 +97,7 @@ def build_model(config, num_classes: int, in_channels: int = 3) -> nn.Module:
 
             model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels, **kwargs)
         else:
-            builder = _import_callable(name)
+            builder = import_callable(name, "model.name", ModelError)
             accepted = inspect.signature(builder).parameters
             extra = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels)) if k in accepted}
             model = builder(**extra, **kwargs)

@@ -9,6 +9,7 @@ trial's outcome.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,12 @@ class RunResult:
     baseline_params: int
     rows: list[StepRow] = field(default_factory=list)
     cost: str = "macs"  # what "most pruned" means for the best feasible step: macs or latency_ms
+    baseline_latency_ms: float = math.nan  # timed when the cost is latency_ms
 
     def add(self, row: StepRow) -> StepRow:
         row.baseline_accuracy, row.baseline_macs, row.baseline_params = (
             self.baseline_accuracy, self.baseline_macs, self.baseline_params)
+        row.baseline_latency_ms = self.baseline_latency_ms
         previous = self.rows[-1] if self.rows else None
         if previous is not None:
             row.best_step, row.best_accuracy = previous.best_step, previous.best_accuracy

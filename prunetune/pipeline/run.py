@@ -17,6 +17,7 @@ row), ``final_step`` (the final fine-tuning), ``record_step`` (keep, save, repor
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from torch import nn
 
 from prunetune.baseline import Baseline, prepare_baseline
 from prunetune.config import JobConfig
+from prunetune.data.deployment import DEPLOYMENT_FILE, deployment_info
 from prunetune.io import write_atomic
 from prunetune.models.complexity import Complexity, measure
 from prunetune.models.latency import model_latency
@@ -165,10 +167,17 @@ class PreparedRun:
 
 
 def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epoch=None,
-                on_baseline=None) -> PreparedRun:
-    """Baseline, threshold, teacher and student, pruner, dense reference, targets and the loss."""
+                on_baseline=None, baseline_directory: Path | None = None) -> PreparedRun:
+    """Baseline, threshold, teacher and student, pruner, dense reference, targets and the loss.
+
+    ``baseline_directory``: the baseline saved there (a search trial's: the driver's), not
+    the one ``config`` keys.
+    """
     write_atomic(directory / "config.yaml", lambda p: p.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False)))
-    baseline = prepare_baseline(config)
+    baseline = prepare_baseline(config, directory=baseline_directory)
+    # What `prunetune export RUN_DIR` stores for a deployer (class names, preprocessing), from the splits used.
+    deployment = json.dumps(deployment_info(baseline.splits), indent=1)
+    write_atomic(directory / DEPLOYMENT_FILE, lambda p: p.write_text(deployment))
     runtime, loaders, pruning = baseline.runtime, baseline.loaders, config.pruning
     seed_everything(config.seed)
     unpruned = baseline.model.eval().requires_grad_(False)
@@ -178,8 +187,7 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
     threshold = accuracy_threshold(config, baseline.record.accuracy)
     dense = measure(unpruned, config.data.channels, config.data.image_size)
     if on_baseline is not None:
-        on_baseline({"accuracy": baseline.record.accuracy, "macs": dense.macs, "params": dense.params,
-                     "threshold": threshold, "reused": baseline.reused, "directory": str(baseline.directory)})
+        on_baseline(baseline.summary(threshold))
     example = next(iter(loaders.calibration))[0][:1].to(runtime.device)
     pruner = Pruner(student, example, pruning, seed=config.seed, latency=config.latency)
     batches = pruning.calibration_batches
@@ -192,7 +200,8 @@ def prepare_run(config: JobConfig, directory: Path, objective: Objective, on_epo
                if config.recovery.variance_entropy_lambda else None)
     extra = (lambda: config.recovery.variance_entropy_lambda * entropy.pop()) if entropy else None
     loss = make_loss(teacher, config.recovery.kd_alpha, config.recovery.kd_temperature, extra)
-    result = RunResult(directory, baseline.record.accuracy, threshold, dense.macs, dense.params, cost=objective.cost)
+    result = RunResult(directory, baseline.record.accuracy, threshold, dense.macs, dense.params, cost=objective.cost,
+                       baseline_latency_ms=_latency(config, unpruned) if objective.measures_latency else math.nan)
     return PreparedRun(config, objective, directory, baseline, teacher, student, example, dense, pruner, reference,
                        targets, loss, entropy, result, PhaseClock(runtime))
 
@@ -299,7 +308,8 @@ def record_step(run: PreparedRun, row: StepRow, save_steps: bool, report: Report
 
 def run(config: JobConfig, report: ReportCallback | None = None, directory: str | Path | None = None,
         on_epoch: Callable[[dict], None] | None = None, on_baseline: Callable[[dict], None] | None = None,
-        save_steps: bool = False, objective: Objective | None = None) -> RunResult:
+        save_steps: bool = False, objective: Objective | None = None,
+        baseline_directory: Path | None = None) -> RunResult:
     """Run the whole prune-and-recover pipeline; ``report(row)`` gets one dict per step.
 
     With ``recovery.final_epochs`` one more row follows the last step: the final fine-tuning
@@ -308,11 +318,12 @@ def run(config: JobConfig, report: ReportCallback | None = None, directory: str 
     model); with ``save_steps`` also ``step.pt``, the latest feasible step's model, written
     before that step is reported (a search checkpoints it). ``objective`` (default
     ``accuracy_macs``) decides what "most pruned" means for the best step, and whether every
-    step is timed.
+    step is timed. ``baseline_directory``: prune the baseline saved there (see ``prepare_run``).
     """
     directory = Path(directory) if directory is not None else run_directory(config)
     directory.mkdir(parents=True, exist_ok=True)
-    prepared = prepare_run(config, directory, objective or OBJECTIVES.get(DEFAULT_OBJECTIVE), on_epoch, on_baseline)
+    prepared = prepare_run(config, directory, objective or OBJECTIVES.get(DEFAULT_OBJECTIVE), on_epoch, on_baseline,
+                           baseline_directory)
     try:
         for step, target in enumerate(prepared.targets, start=1):
             row = prune_step(prepared, step, target, on_epoch)
@@ -335,10 +346,14 @@ def _close_row(run: PreparedRun, row: StepRow, deployable: Callable[[], nn.Modul
     """The row's peak memory, and its latency where the objective ranks by it."""
     row.peak_memory_mb = run.clock.take_peak_memory()
     if run.objective.measures_latency:
-        latency, data = run.config.latency, run.config.data
-        row.latency_ms = model_latency(deployable(), data.channels, data.image_size, latency.batch_size,
-                                       latency.repeats, latency.device)
+        row.latency_ms = _latency(run.config, deployable())
     return row
+
+
+def _latency(config: JobConfig, model: nn.Module) -> float:
+    """The model's latency as the latency section says to time it (the dense model's too: the ratio's base)."""
+    latency, data = config.latency, config.data
+    return model_latency(model, data.channels, data.image_size, latency.batch_size, latency.repeats, latency.device)
 
 
 def _hooks_off(run: PreparedRun):

@@ -46,14 +46,16 @@ class StepResult:
 
 
 class Pruner:
-    def __init__(self, model: nn.Module, example_input: torch.Tensor, config, seed: int = 0, latency=None) -> None:
+    def __init__(self, model: nn.Module, example_input: torch.Tensor, config, seed: int = 0, latency=None,
+                 graph=None) -> None:
         """``config`` is a ``PruningConfig``; ``example_input`` one batch of the model's input;
-        ``latency`` a ``LatencyConfig`` (where mac_aware measures layer latency; default: CPU, batch 1)."""
+        ``latency`` a ``LatencyConfig`` (where mac_aware measures layer latency; default: CPU, batch 1);
+        ``graph`` the model's ``build_graph`` when the caller traced it already."""
         self.model = model
         self.example_input = example_input
         self.config = config
         self.latency = latency
-        self.graph = build_graph(model, example_input)
+        self.graph = graph if graph is not None else build_graph(model, example_input)
         self.criterion = get_criterion(config)
         self.generator = torch.Generator().manual_seed(seed)
         self.masks = ChannelMasks()

@@ -336,16 +336,17 @@ def expand_groups(model: nn.Module, groups: list[PrunableGroup]) -> list[Prunabl
     return chosen
 
 
+def matching_pattern(group: PrunableGroup, patterns: tuple[str, ...]) -> str | None:
+    """The first of ``patterns`` naming one of the group's producers, or None."""
+    return next((p for p in patterns for name, _ in group.producers if fnmatch.fnmatchcase(name, p)), None)
+
+
 def select_scope(model: nn.Module, graph: tp.DependencyGraph, scope: str,
                  include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> list[PrunableGroup]:
     """The groups of the registered ``scope``, adjusted by name patterns."""
     groups = all_groups(model, graph)
     chosen = SCOPES.get(scope, field="pruning.scope")(model, groups)
-
-    def matches(group: PrunableGroup, patterns: tuple[str, ...]) -> bool:
-        return any(fnmatch.fnmatchcase(name, p) for name, _ in group.producers for p in patterns)
-
-    chosen += [g for g in groups if g not in chosen and include and matches(g, include)]
-    chosen = [g for g in chosen if not (exclude and matches(g, exclude))]
+    chosen += [g for g in groups if g not in chosen and matching_pattern(g, include)]
+    chosen = [g for g in chosen if not matching_pattern(g, exclude)]
     refuse_unsupported(model, chosen, scope)
     return chosen

@@ -11,11 +11,11 @@ from typing import Any
 
 _MODULE_OF = {
     "load": "experiment", "rebuild": "experiment",
-    "Exported": "export", "export_model": "export",
+    "Exported": "export", "export_model": "export", "export_run": "export",
     "DEFAULT_OBJECTIVES": "front", "FrontComparison": "front", "best_within_macs": "front",
     "cheapest_above": "front", "compare_fronts": "front", "hypervolume": "front", "pareto_front": "front",
     "write_report": "report",
-    "front_table": "tables",
+    "front_records": "tables", "front_table": "tables",
 }
 
 __all__ = sorted(_MODULE_OF)

@@ -18,12 +18,13 @@ from prunetune.results.store import DamagedStoreError, Store, journal_path, read
 from prunetune.study import open_study, reported_steps, study_storage, trial_numbers
 
 
-def open_search(experiment: str | Path, root: str = "runs") -> SearchHome:
-    """A search by name under ``root``, or by the path of its home folder."""
+def open_search(experiment: str | Path, storage: str | None = None) -> SearchHome:
+    """A search by the path of its home folder, or by name under ``storage`` (default: ``./runs``,
+    then the index of searches: ``home.locate``)."""
     path = Path(experiment)
     if (path / "search.json").is_file():
         return open_home(path.resolve().name, str(path.resolve().parent))
-    return open_home(str(experiment), root)
+    return open_home(str(experiment), storage)
 
 
 def open_search_study(saved: SearchHome):
@@ -35,9 +36,9 @@ def rebuild(saved: SearchHome) -> pd.DataFrame:
     """Rewrite ``results.parquet`` from its journal and Ray's trial folders; warn about what is lost."""
     journal = journal_path(saved.home / STORE_NAME)
     experiment = Path(saved.experiment)
-    ray_folders = not is_uri(saved.root) and experiment.is_dir()
+    ray_folders = not is_uri(saved.storage) and experiment.is_dir()
     if not journal.is_file() and not ray_folders:
-        where = f"the experiment is at {saved.experiment}: copy it to a local folder" if is_uri(saved.root) else \
+        where = f"the experiment is at {saved.experiment}: copy it to a local folder" if is_uri(saved.storage) else \
             f"nor Ray's experiment folder {saved.experiment} exists"
         raise UserError(f"{saved.name}: neither {saved.home / STORE_NAME} nor {journal.name} {where}")
     study = open_search_study(saved)
@@ -63,8 +64,9 @@ def _warn_lost(saved: SearchHome, frame: pd.DataFrame, reported: dict[int, int])
     warnings.warn(message, stacklevel=3)
 
 
-def load(experiment: str | Path, root: str = "runs") -> pd.DataFrame:
-    """Every (trial, step) row of a search: a name under ``root``, its home folder, or a .parquet file.
+def load(experiment: str | Path, storage: str | None = None) -> pd.DataFrame:
+    """Every (trial, step) row of a search: its name (under ``storage``, as ``open_search`` finds it),
+    its home folder, or a .parquet file.
 
     A search's damaged store is set aside and rebuilt; a bare .parquet file has no journal
     home to rebuild from, so its damage is a ``UserError``.
@@ -74,7 +76,7 @@ def load(experiment: str | Path, root: str = "runs") -> pd.DataFrame:
         if not path.is_file():
             raise UserError(f"results file not found: {path}")
         return read_store(path)
-    saved = open_search(experiment, root)
+    saved = open_search(experiment, storage)
     store = saved.home / STORE_NAME
     if store.is_file():
         try:

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from prunetune.curves import dominated_hypervolume
 from prunetune.errors import UserError
-from prunetune.internals import hypervolume as dominated_hypervolume
 
 DEFAULT_OBJECTIVES: Mapping[str, str] = {"accuracy": "max", "macs": "min"}
 
@@ -101,11 +101,7 @@ def hypervolume(df: pd.DataFrame, reference: Mapping[str, float],
     if front.empty:
         return 0.0
     ref = _signed(pd.DataFrame([reference])[list(objectives)], objectives)[0]
-    points = _signed(front, objectives)
-    points = points[np.all(points < ref, axis=1)]
-    if len(points) == 0:
-        return 0.0
-    return dominated_hypervolume(points, ref)
+    return dominated_hypervolume(_signed(front, objectives), ref)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +24,29 @@ from ray import tune
 
 from prunetune.baseline import BatchCallback, EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
+from prunetune.data.deployment import deployment_info
 from prunetune.errors import UserError
-from prunetune.home import (SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state, experiment_exists,
-                            experiment_path, is_uri, open_home, search_home)
+from prunetune.home import (DEFAULT_STORAGE, SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state,
+                            experiment_exists, experiment_path, is_uri, open_home, search_command, search_home)
 from prunetune.internals import repoint_restored_tuner, token_auth_notice_unlogged
 from prunetune.objectives import OBJECTIVES
+from prunetune.pipeline.run import accuracy_threshold
 from prunetune.progress import SearchView
+from prunetune.rungs import RUNGS_FILE, RungReport, rung_report
 from prunetune.samplers import make_sampler
+from prunetune.schedulers import make_scheduler
+from prunetune.search_index import remember
 from prunetune.search.printer import ProgressPrinter
 from prunetune.search.quiet import library_output_off
 from prunetune.search.recording import DriverBeat, ErrorRecorder, ResultsRecorder
+from prunetune.search.scalars import ScalarWriter, ray_loggers
 from prunetune.search.searcher import StudySearch, StudySearchGenerator
+from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.spaces import build_search
 from prunetune.spaces.schema import refuse_unsearchable
-from prunetune.study import StudySummary, fail_stale_trials, open_study, optuna_info_unlogged, study_storage, summarise
+from prunetune.study import (StudySummary, TrialNumbers, fail_stale_trials, open_study, optuna_info_unlogged,
+                             study_storage, summarise)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,8 @@ class SearchOutcome:
     summary: StudySummary
     requested: int
     driver: DriverState | None = None  # status only: the driver that last ran the search
+    storage: str = DEFAULT_STORAGE  # the storage root it lives under (absolute), for the commands that find it again
+    rungs: RungReport | None = None  # per cost rung: trials recorded and stopped (search.scheduler: rungs)
 
     @property
     def interrupted(self) -> bool:
@@ -83,29 +94,36 @@ def refuse_unfit_resources(search) -> None:
                             f"that ({has}); allowed: at most {largest:g}")
 
 
-def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, files: dict[str, bytes],
+def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: int, baseline: Path,
                  create: bool = False):
     objective = OBJECTIVES.get(config.search.objectives)
     seed = config.seed if config.search.sampler_seed is None else config.search.sampler_seed
     sampler = make_sampler(config.search.sampler, seed, objective.multi)
     storage = study_storage(config.storage.study_url, home, create=create)
     study = open_study(storage, name, objective, sampler, create=create)
+    # Built on the home opened here: a resumed driver reads the rung records back from it.
+    scheduler = make_scheduler(config.search, objective, home / RUNGS_FILE, TrialNumbers(study))
     with optuna_info_unlogged():  # OptunaSearch opens the study again ("Using an existing study ...")
         searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
                                sampler=sampler, study_name=name, storage=storage, total=num_samples,
-                               max_concurrent=config.search.max_concurrent_trials)
+                               max_concurrent=config.search.max_concurrent_trials,
+                               stop_reason=getattr(scheduler, "stop_reason", None))
     trainable = tune.with_resources(
-        tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=files),
+        tune.with_parameters(trial, job=config.to_dict(), space=space, baseline=baseline_files(baseline),
+                             baseline_folder=str(baseline)),
         {"cpu": config.search.cpus_per_trial, "gpu": config.search.gpus_per_trial})
-    return study, searcher, trainable
+    return study, searcher, scheduler, trainable
 
 
 def _callbacks(study, home: Path, name: str, config: JobConfig, space, requested: int, verbose: int,
-               view: SearchView | None) -> list:
+               view: SearchView | None, scheduler) -> list:
     results = ResultsRecorder(home, name, config.storage.root, config, space, study)
-    printer = ProgressPrinter(study, config.storage.root, results.store, OBJECTIVES.get(config.search.objectives),
-                              requested, view)
-    return [ErrorRecorder(study), results, DriverBeat(home), *([printer] if verbose else [])]
+    objective = OBJECTIVES.get(config.search.objectives)
+    printer = ProgressPrinter(study, config.storage.root, results.store, objective, requested, view,
+                              getattr(scheduler, "stop_reason", None))
+    return [ErrorRecorder(study), results, DriverBeat(home), ScalarWriter(home, study, announce=verbose > 0),
+            *ray_loggers(), StepAttributes(study, config.storage.study_url, home, objective),
+            *([printer] if verbose else [])]
 
 
 def _fit(tuner, home: Path, verbose: int) -> None:
@@ -119,7 +137,7 @@ def _fit(tuner, home: Path, verbose: int) -> None:
 def _take_name(root: str, name: str, home: Path) -> None:
     # The home's mkdir is the search's first act: of two drivers started at once, one wins.
     taken = UserError(f"a search named {name!r} already exists under {root}; resume it with "
-                      f"`prunetune resume {name}` or choose another --name")
+                      f"`{search_command('resume', name, root)}` or choose another --name")
     if (home / "search.json").exists() or (is_uri(root) and experiment_exists(root, name)):
         raise taken
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -143,12 +161,15 @@ def _job_record(config: JobConfig, space) -> dict:
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
                address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None,
-               on_batch: BatchCallback | None = None, view: SearchView | None = None) -> SearchOutcome:
+               on_batch: BatchCallback | None = None, on_baseline: Callable[[dict], None] | None = None,
+               view: SearchView | None = None) -> SearchOutcome:
     """Start a new search; refuses a name that already has one (use ``resume_search``).
 
     ``on_epoch`` / ``on_batch`` see each epoch / batch of the baseline when the search has to
-    train it first; ``view`` shows the trials' lines and the search's status (default: printed
-    lines; ``verbose=0``: nothing).
+    train it first; ``on_baseline`` its summary once it is ready (``Baseline.summary``; the
+    threshold is None when ``stop.*`` is searched, each trial then has its own); ``view``
+    shows the trials' lines and the search's status (default: printed lines; ``verbose=0``:
+    nothing).
     """
     refuse_unsearchable(space.names())  # load_search did already, unless the space was built by hand
     name = name or config.name
@@ -162,40 +183,47 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
         _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
         refuse_unfit_resources(config.search)
         baseline = prepare_baseline(config, on_epoch, on_batch)  # once, on the driver
-        study, searcher, trainable = _tuner_parts(config, space, name, home, num_samples,
-                                                  baseline_files(baseline.directory), create=True)
+        if on_baseline is not None:
+            searched_stop = any(path.startswith("stop.") for path in space.names())
+            on_baseline(baseline.summary(None if searched_stop else accuracy_threshold(config, baseline.record.accuracy)))
+        study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, num_samples,
+                                                             baseline.directory, create=True)
     except BaseException:
         shutil.rmtree(home, ignore_errors=True)  # nothing but this driver's files: the name is free again
         raise
     (home / "search.json").write_text(json.dumps({"format": SEARCH_FORMAT, "name": name, "job": job,
-                                                  "num_samples": num_samples, "baseline": str(baseline.directory)},
+                                                  "num_samples": num_samples, "baseline": str(baseline.directory),
+                                                  "deployment": deployment_info(baseline.splits)},
                                                  indent=2))
+    remember(name, root, home)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=StudySearchGenerator(searcher), num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=StudySearchGenerator(searcher), scheduler=scheduler, num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
         # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
         run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=_callbacks(study, home, name, config, space, num_samples, verbose, view)),
+                                  callbacks=_callbacks(study, home, name, config, space, num_samples, verbose, view,
+                                                       scheduler)),
     )
     _fit(tuner, home, verbose)
-    return SearchOutcome(name, home, summarise(study), num_samples)
+    return SearchOutcome(name, home, summarise(study), num_samples, storage=root, rungs=_rungs(config, home))
 
 
-def resume_search(name: str, root: str = "runs", resume_errored: bool = False, address: str | None = None,
+def resume_search(name: str, storage: str | None = None, resume_errored: bool = False, address: str | None = None,
                   verbose: int = 1, view: SearchView | None = None) -> SearchOutcome:
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored.
 
-    Every path comes from the home named here, not from where the search started: a home
-    moved to another folder or machine resumes with ``--storage NEW``.
+    ``storage``: the root it lives under (default: ``./runs``, then the index of searches).
+    Every path comes from the home found here, not from where the search started: a home
+    moved to another folder or machine resumes with ``storage=NEW`` (``--storage NEW``).
     """
-    saved = open_home(name, root)
+    saved = open_home(name, storage)
     driver = driver_state(saved.home)
     if driver is not None and driver.alive:
         raise UserError(f"{name}: its {driver.describe()}; stop it first or wait for it to end")
-    config, space, meta, home, root = _moved(saved), saved.space, saved.meta, saved.home, saved.root
+    config, space, meta, home, root = _moved(saved), saved.space, saved.meta, saved.home, saved.storage
     objective = OBJECTIVES.get(config.search.objectives)
     storage = study_storage(config.storage.study_url, home)
     study = open_study(storage, name, objective)
@@ -207,22 +235,24 @@ def resume_search(name: str, root: str = "runs", resume_errored: bool = False, a
     study.set_user_attr("expected_resumes", len(errored))
     _init_ray(address)
     refuse_unfit_resources(config.search)
-    baseline = _baseline_folder(meta["baseline"], root)
-    files = {p.name: p.read_bytes() for p in baseline.iterdir() if p.is_file()} if baseline.exists() else {}
-    study, searcher, trainable = _tuner_parts(config, space, name, home, meta["num_samples"], files)
+    study, searcher, scheduler, trainable = _tuner_parts(config, space, name, home, meta["num_samples"],
+                                                         _baseline_folder(meta["baseline"], root))
     tuner = tune.Tuner.restore(experiment_path(root, name), trainable, resume_unfinished=False,
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
+    # Ray keeps no scheduler state across a restore: this one has the rung records from the home.
     repoint_restored_tuner(tuner, StudySearchGenerator(searcher, None if is_uri(root) else (root, name)),
-                           _callbacks(study, home, name, config, space, meta["num_samples"], verbose, view))
+                           _callbacks(study, home, name, config, space, meta["num_samples"], verbose, view, scheduler),
+                           scheduler)
     beat(home)
+    remember(name, root, home)  # where it is now, if it moved
     _fit(tuner, home, verbose)
-    return SearchOutcome(name, home, summarise(study), meta["num_samples"])
+    return SearchOutcome(name, home, summarise(study), meta["num_samples"], storage=root, rungs=_rungs(config, home))
 
 
 def _moved(saved) -> JobConfig:
     """The job with ``storage.root`` where the user found the search (it may have moved since)."""
-    return saved.job.model_copy(update={"storage": saved.job.storage.model_copy(update={"root": saved.root})})
+    return saved.job.model_copy(update={"storage": saved.job.storage.model_copy(update={"root": saved.storage})})
 
 
 def _baseline_folder(recorded: str, root: str) -> Path:
@@ -231,8 +261,14 @@ def _baseline_folder(recorded: str, root: str) -> Path:
     return Path(recorded) if Path(recorded).exists() or is_uri(root) else moved
 
 
-def search_status(name: str, root: str = "runs") -> SearchOutcome:
-    saved = open_home(name, root)
+def search_status(name: str, storage: str | None = None) -> SearchOutcome:
+    """Finished / running / failed trials of the search ``name`` under ``storage`` (default as ``resume_search``)."""
+    saved = open_home(name, storage)
     study = open_study(study_storage(saved.job.storage.study_url, saved.home), name,
                        OBJECTIVES.get(saved.job.search.objectives))
-    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home))
+    return SearchOutcome(name, saved.home, summarise(study), saved.meta["num_samples"], driver_state(saved.home),
+                         saved.storage, _rungs(saved.job, saved.home))
+
+
+def _rungs(config: JobConfig, home: Path) -> RungReport | None:
+    return rung_report(config.search, OBJECTIVES.get(config.search.objectives).cost, home)

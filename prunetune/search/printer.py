@@ -20,17 +20,19 @@ class ProgressPrinter(tune.Callback):
 
     view: SearchView | None = None  # a printer pickled in Ray's experiment state shows nothing
     root = ""  # a printer pickled in an older search's experiment state has none
+    stop_reason = None  # nor this: the scheduler's reason for stopping a trial early
 
     def __init__(self, study, root: str, store, objective: Objective, requested: int,
-                 view: SearchView | None = None) -> None:
+                 view: SearchView | None = None, stop_reason=None) -> None:
         self.study, self.number = study, TrialNumbers(study)
         self.root, self.store, self.objective, self.requested = root, store, objective, requested
+        self.stop_reason = stop_reason
         self.view = view or PrintedView()
         self.started, self.finished_before, self.counts = time.monotonic(), 0, None
 
     def __getstate__(self) -> dict:
         # Ray pickles callbacks into tuner.pkl; a resumed driver builds its own (internals.repoint_restored_tuner).
-        return {**without_study(self), "number": None, "store": None, "view": None, "counts": None}
+        return {**without_study(self), "number": None, "store": None, "view": None, "counts": None, "stop_reason": None}
 
     def _label(self, trial) -> str:
         number = self.number(trial.trial_id)
@@ -76,9 +78,16 @@ class ProgressPrinter(tune.Callback):
         self._status(count=False)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        if self.view is not None:
+        if self.view is None:
+            return
+        stopped = self.stop_reason(trial.trial_id) if self.stop_reason is not None else None
+        if stopped:
+            self.view.line(f"{self._label(trial)} stopped at rung {stopped['rung']} ({stopped['cost']} "
+                           f"{stopped['level']:g}): accuracy {stopped['accuracy']:.4f} there, "
+                           f"{stopped['better']} of {stopped['recorded']} trials ahead")
+        else:
             self.view.line(f"{self._label(trial)} finished")
-            self._status(trial_ended=True)
+        self._status(trial_ended=True)
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         if self.view is None:

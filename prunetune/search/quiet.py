@@ -15,6 +15,9 @@ and errors still show; a failed trial gets prunetune's one line and keeps its tr
   ``verbose=2`` (Ray's own status tables) keeps the new engine.
 - Tune's controller logs ~45 lines per failed trial ("Trial task failed for trial ...")
   unless ``TUNE_PRINT_ALL_TRIAL_ERRORS`` is 0; the traceback still goes to ``error.txt``.
+- Ray's own CSV, JSON and TensorBoard loggers (``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``, a
+  documented Tune variable): the driver passes ``scalars.ray_loggers`` instead, and with no
+  TensorBoard logger of its own Ray prints no ``tensorboard --logdir`` into its temporary folder.
 - Optuna's INFO lines: ``study.optuna_info_unlogged``.
 
 The variables are read when ``Tuner.fit`` builds its controller and reporters, so they are
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prunetune.study import optuna_info_unlogged
+
 
 @contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
@@ -46,8 +50,8 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 @contextmanager
 def library_output_off(verbose: int) -> Iterator[None]:
-    """Tune's banners, box and per-failure tracebacks and Optuna's INFO lines off while a search runs."""
-    values = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
+    """Tune's banners, box, per-failure tracebacks and own loggers and Optuna's INFO lines off while a search runs."""
+    values = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
     if verbose < 2:
         values["RAY_AIR_NEW_OUTPUT"] = "0"
     with environment(values), optuna_info_unlogged():

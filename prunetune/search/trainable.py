@@ -1,10 +1,12 @@
 """The function every Ray Tune trial runs: one pipeline run, one ``tune.report`` per step.
 
 The baseline is never trained here. The driver trains or loads it once and passes its
-files through the object store (``tune.with_parameters``); a trial uses the driver's
-baseline folder when it can see it (same machine or a shared filesystem) and otherwise
-writes the files into this user's node-local cache first (``private_cache``), where ``prepare_baseline`` finds them
-by their config hash.
+files and folder through the object store (``tune.with_parameters``); a trial uses the
+driver's baseline folder when it can see it (same machine or a shared filesystem) and
+otherwise writes the files into this user's node-local cache first (``private_cache``).
+Either way the trial prunes exactly the driver's baseline, never one it keys itself: a
+checkpoint overwritten mid-search (or a key computed by another prunetune version, on
+resume) cannot give trials different baselines.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from pathlib import Path
 
 from ray import tune
 
-from prunetune.baseline import baseline_dir
 from prunetune.config import JobConfig
 from prunetune.errors import RunError
 from prunetune.home import CHECKPOINT_MODEL
@@ -24,9 +25,13 @@ from prunetune.internals import quiet_checkpoint_log
 from prunetune.io import write_atomic
 from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline import run
+from prunetune.search.scalars import EPOCHS_KEY
 
 
 def baseline_files(directory: Path) -> dict[str, bytes]:
+    """The files of a baseline folder ({} when it is gone)."""
+    if not directory.is_dir():
+        return {}
     return {path.name: path.read_bytes() for path in directory.iterdir() if path.is_file()}
 
 
@@ -45,11 +50,20 @@ def private_cache() -> Path:
     return folder
 
 
-def _with_local_baseline(config: JobConfig, files: dict[str, bytes]) -> JobConfig:
-    if (baseline_dir(config) / "baseline.json").exists():
-        return config
-    local = config.model_copy(update={"storage": config.storage.model_copy(update={"root": str(private_cache())})})
-    target = baseline_dir(local)  # named by the baseline's config hash
+def local_baseline(files: dict[str, bytes], folder: str) -> Path | None:
+    """The driver's baseline (``files``, saved in ``folder``) as a folder on this node.
+
+    ``folder`` itself when this node sees it holding the same record, else a copy in the
+    private cache. None when the driver had no files (its folder was gone on resume): the
+    trial then prepares the baseline its config keys.
+    """
+    if not files:
+        return None
+    shared = Path(folder)
+    record = shared / "baseline.json"
+    if record.is_file() and record.read_bytes() == files.get("baseline.json"):
+        return shared
+    target = private_cache() / shared.name
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name, content in files.items():
         # What is there is used only when it is byte for byte the driver's baseline.
@@ -57,7 +71,7 @@ def _with_local_baseline(config: JobConfig, files: dict[str, bytes]) -> JobConfi
         if not path.is_file() or path.is_symlink() or path.read_bytes() != content:
             path.unlink(missing_ok=True)
             write_atomic(path, lambda out, data=content: Path(out).write_bytes(data))
-    return local
+    return target
 
 
 def scratch_folder(base: Path | None = None) -> tempfile.TemporaryDirectory:
@@ -85,14 +99,15 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None:
+def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes], baseline_folder: str = "") -> None:
     """One pipeline run; a step's model goes out as a Ray checkpoint (``model.pt``) when kept.
 
     ``storage.step_models``: "feasible" checkpoints every feasible step, so any point of
     the front can be exported; "best" only the trial's new best steps.
     """
     quiet_checkpoint_log()  # the driver's progress line already says a step was kept
-    config = _with_local_baseline(space.apply(JobConfig.from_dict(job), params), baseline)
+    config = space.apply(JobConfig.from_dict(job), params)
+    baseline_directory = local_baseline(baseline, baseline_folder)
     every_step = config.storage.step_models == "feasible"
     objective = OBJECTIVES.get(config.search.objectives)
     # The pipeline's folder is scratch on the worker: everything that must last leaves
@@ -101,9 +116,13 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
     # worker reused for a later trial (reuse_actors) still reports the first trial's.
     with scratch_folder() as scratch:
         directory = Path(scratch)
+        epochs: list[dict] = []  # the epochs since the last step leave with its report (TensorBoard's curves)
+        earlier: list[dict] = []  # the trial's rows so far: an objective over the whole curve reads them
 
         def report(row: dict) -> None:
-            metrics = {**row, **objective.values(row)}
+            metrics = {**row, **objective.values(row, earlier), EPOCHS_KEY: list(epochs)}
+            epochs.clear()
+            earlier.append(row)
             kept = "step.pt" if every_step and row["feasible"] else "best.pt" if row["is_best"] else None
             if kept is None:
                 tune.report(metrics)
@@ -114,4 +133,5 @@ def trial(params: dict, *, job: dict, space, baseline: dict[str, bytes]) -> None
 
         # No Ray stopper: the pipeline ends its own cuts below the threshold, and the final
         # fine-tuning (recovery.final_epochs) still follows that infeasible row.
-        run(config, report=report, directory=directory, save_steps=every_step, objective=objective)
+        run(config, report=report, directory=directory, on_epoch=epochs.append, save_steps=every_step,
+            objective=objective, baseline_directory=baseline_directory)

@@ -37,6 +37,7 @@ def test_cifar10_loads_official_pickle_layout_from_parent_or_folder(cifar10_root
                                                  "data.calibration_size=16"]).data, 0)
         assert (len(splits.train), len(splits.val), len(splits.calibration)) == (100, 30, 16)
         assert splits.num_classes == 10
+        assert splits.class_names == tuple(f"c{i}" for i in range(10))  # batches.meta's label_names
         expected = torch.from_numpy(test[b"data"].reshape(-1, 3, 32, 32))
         assert torch.equal(splits.val.images, expected)
         assert splits.val.labels.tolist() == test[b"labels"]
@@ -55,6 +56,11 @@ def test_cifar100_uses_fine_labels(tmp_path):
     _write_batch(folder / "test", 10, b"fine_labels", 100, 2)
     splits = build_splits(load_config(None, ["data.name=cifar100", f"data.root={tmp_path}"]).data, 0)
     assert splits.num_classes == 100 and splits.train.labels.tolist() == train[b"fine_labels"]
+    assert splits.class_names == tuple(str(i) for i in range(100))  # no meta file: named by number
+    with (folder / "meta").open("wb") as handle:
+        pickle.dump({b"fine_label_names": [b"apple", *(b"n%d" % i for i in range(1, 100))]}, handle)
+    splits = build_splits(load_config(None, ["data.name=cifar100", f"data.root={tmp_path}"]).data, 0)
+    assert splits.class_names[:2] == ("apple", "n1")
 
 
 def test_missing_or_wrong_cifar_root_is_a_data_error_naming_the_field(tmp_path):

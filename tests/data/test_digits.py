@@ -9,6 +9,7 @@ def test_digits_split_sizes_and_image_shape():
     assert (len(splits.train), len(splits.val), len(splits.calibration)) == (1437, 360, 100)
     assert tuple(splits.train.images.shape[1:]) == (3, 24, 24)
     assert splits.num_classes == 10 and set(splits.val.labels.tolist()) == set(range(10))
+    assert splits.class_names == tuple("0123456789")
 
 
 def test_digits_single_channel():

@@ -27,6 +27,7 @@ def test_imagefolder_loads_train_val_and_calibration_at_configured_size(image_tr
     splits = build_splits(config, 0)
     assert (len(splits.train), len(splits.val), len(splits.calibration)) == (12, 6, 4)
     assert splits.num_classes == 2
+    assert splits.class_names == ("no_person", "person")  # the class folders, in ImageFolder's label order
     loaders = make_loaders(splits, config, torch.device("cpu"), seed=0)
     images, labels = next(iter(loaders.train))
     assert tuple(images.shape) == (4, 3, 24, 24) and labels.dtype == torch.long

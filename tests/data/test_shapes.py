@@ -9,6 +9,8 @@ def test_shapes_default_is_cifar_sized_with_ten_classes():
     splits = build_splits(load_config(None, ["data.name=shapes", "data.train_size=500", "data.val_size=100"]).data, 0)
     assert tuple(splits.train.images.shape) == (500, 3, 32, 32)
     assert splits.num_classes == len(CLASSES) == 10
+    assert splits.class_names == ("circle", "ring", "square", "frame", "triangle", "plus", "star", "crescent", "bar",
+                                  "hexagon")
     assert set(splits.train.labels.tolist()) == set(range(10))
 
 

@@ -69,6 +69,9 @@ def test_a_latency_search_run_measures_every_step(tiny_job, tmp_path):
     result = run(config, directory=tmp_path / "run", objective=OBJECTIVES.get(config.search.objectives))
     assert len(result.rows) == 2 and all(row.latency_ms > 0 for row in result.rows)
     assert result.rows[-1].best_latency_ms == min(row.latency_ms for row in result.rows)
+    # the dense model is timed once, in the same run: the base of every step's latency ratio (cost rungs)
+    (dense,) = {row.baseline_latency_ms for row in result.rows}
+    assert dense > 0
 
 
 FINAL = ("pruning.scope=all", "recovery.epochs=0", "recovery.patience=1", "recovery.final_epochs=2",

@@ -4,7 +4,6 @@ import json
 import pickle
 import warnings
 
-import optuna
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -12,29 +11,17 @@ from typer.testing import CliRunner
 from prunetune.cli import app
 from prunetune.home import STORE_NAME
 from prunetune.results import load
-from prunetune.results.store import Store, journal_path, make_row
-from prunetune.step_row import ROW_COLUMNS
-from prunetune.study import STUDY_FILE, steps_key
+from prunetune.results.store import journal_path
+from prunetune.study import STUDY_FILE
 from tests.planted import Planted
-from tests.results.homes import write_search_json
+from tests.results.homes import write_stored_home
 
 runner = CliRunner()
 
 
 @pytest.fixture
 def home(tmp_path):
-    """A home as the driver leaves it: search.json (space as data), a study of one trial, two stored steps."""
-    job, folder = write_search_json(tmp_path, baseline=str(tmp_path / "none"))
-    study = optuna.create_study(storage=f"sqlite:///{folder / STUDY_FILE}", study_name="s",
-                                directions=["maximize", "minimize"])
-    study.enqueue_trial({})
-    study.tell(study.ask(), [0.9, 10.0])
-    study.set_user_attr(steps_key(0), 2)
-    store = Store(folder / STORE_NAME, write_share=1.0)
-    result = {column: 0.5 for column in ROW_COLUMNS} | {"feasible": True, "is_best": False}
-    for step in (1, 2):
-        store.put(make_row("s", 0, "t0", result | {"step": step}, {"pruning.criterion": "l1"}, job, None))
-    return tmp_path, folder
+    return tmp_path, write_stored_home(tmp_path)
 
 
 def _cli(*args):

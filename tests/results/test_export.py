@@ -1,6 +1,5 @@
 """`prunetune export` on a damaged checkpoint or an output it cannot write: exit 2, one line, nothing written."""
 
-import json
 import struct
 import sys
 
@@ -11,11 +10,9 @@ from typer.testing import CliRunner
 
 from prunetune.cli import app
 from prunetune.home import CHECKPOINT_MODEL, STORE_NAME
-from prunetune.models.zoo import tiny_cnn
-from prunetune.pruning.persist import save_pruned
 from prunetune.results.store import journal_path
 from tests.planted import Planted
-from tests.results.homes import write_search_json
+from tests.results.homes import write_kept_step
 
 runner = CliRunner()
 
@@ -23,13 +20,7 @@ runner = CliRunner()
 @pytest.fixture
 def home(tmp_path):
     """A search home as the driver leaves it (search.json with its space as data, the store) with one kept step."""
-    _, folder = write_search_json(tmp_path)
-    checkpoint = folder / "trial_t0" / "checkpoint_000000"  # where Ray keeps a trial's checkpoints
-    save_pruned(tiny_cnn(num_classes=10), checkpoint / CHECKPOINT_MODEL)
-    row = {"experiment": "s", "trial": 0, "trial_id": "t0", "step": 1, "accuracy": 0.9, "macs": 10, "mac_ratio": 0.5,
-           "feasible": True, "checkpoint": str(checkpoint), "settings": json.dumps({"pruning.criterion": "l1"})}
-    pd.DataFrame([row]).to_parquet(folder / STORE_NAME)
-    return tmp_path, checkpoint / CHECKPOINT_MODEL
+    return tmp_path, write_kept_step(tmp_path)
 
 
 def _export(root, output, *extra):
@@ -50,6 +41,10 @@ def test_a_kept_step_exports_and_its_path_is_printed_as_written(home, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "[v1]" / "model.pt").is_file()
     assert result.output.startswith(f"wrote {tmp_path / '[v1]' / 'model.pt'}: trial 0 step 1")
+    # A home whose search.json predates the recorded deployment info: measured from its data now.
+    metadata = torch.load(tmp_path / "[v1]" / "model.pt", weights_only=False)["metadata"]
+    assert metadata["class_names"] == [str(digit) for digit in range(10)]
+    assert [step["op"] for step in metadata["preprocessing"]] == ["convert", "resize", "to_tensor", "normalize"]
 
 
 # Each is what torch.load raises on such a file: MemoryError (a length read from garbage asks for

@@ -1,5 +1,6 @@
 """A real tiny search read back through prunetune.results: store, rebuild, front, export, report, CLI."""
 
+import io
 import json
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from typer.testing import CliRunner
 
 from prunetune.baseline import prepare_baseline
 from prunetune.cli import app
+from prunetune.registry import OBJECTIVES
 from prunetune.results import export_model, load, pareto_front, rebuild
 from prunetune.results.experiment import open_search, open_search_study
+from prunetune.results.importance import trial_front_volumes
 from prunetune.search import run_search
 from prunetune.search.recording import ResultsRecorder
 from prunetune.spaces import load_search
@@ -85,7 +88,7 @@ def test_a_starting_search_adds_the_rows_ray_recorded_that_its_store_lacks(searc
     live = load("res", job.storage.root)
     live.drop(index=[0, len(live) - 1]).to_parquet(outcome.home / "results.parquet", index=False)
     saved = open_search("res", job.storage.root)
-    recorder = ResultsRecorder(saved.home, saved.name, saved.root, saved.job, saved.space, open_search_study(saved))
+    recorder = ResultsRecorder(saved.home, saved.name, saved.storage, saved.job, saved.space, open_search_study(saved))
     recorder.setup()  # what Ray calls when a search starts or resumes
     caught_up = load("res", job.storage.root)
     key = ["trial", "step"]
@@ -94,13 +97,19 @@ def test_a_starting_search_adds_the_rows_ray_recorded_that_its_store_lacks(searc
                                   check_dtype=False)
 
 
-def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(searched, tmp_path):
+def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(searched, tmp_path, capfd, caplog):
     job, _ = searched
     rows = load("res", job.storage.root)
     chosen = pareto_front(rows).iloc[0]
+    capfd.readouterr()
+    caplog.clear()
     exported = export_model("res", int(chosen["trial"]), int(chosen["step"]), tmp_path / "model.pt",
                             job.storage.root, portable=True)
-    loaders = prepare_baseline(job).loaders  # the search's baseline, reused by its config hash
+    written = capfd.readouterr()
+    # torch warns (through logging: stderr in the CLI) about a .pt2 written to a name not ending in .pt2
+    assert "Expect archive file" not in written.err + written.out + caplog.text
+    baseline = prepare_baseline(job)  # the search's baseline, reused by its config hash
+    loaders = baseline.loaders
     images, labels = zip(*[(x.cpu(), y.cpu()) for x, y in loaders.val])
     torch.save({"x": torch.cat(images), "y": torch.cat(labels)}, tmp_path / "val.pt")
     probe = textwrap.dedent(f"""
@@ -108,20 +117,31 @@ def test_an_exported_front_model_reproduces_its_accuracy_in_a_fresh_process(sear
         data = torch.load({str(tmp_path / 'val.pt')!r})
         kind = sys.argv[1]
         if kind == "pt2":
-            model = torch.export.load({str(exported.program)!r}).module()
+            files = {{"metadata.json": ""}}
+            model = torch.export.load({str(exported.program)!r}, extra_files=files).module()
+            metadata = json.loads(files["metadata.json"])
         else:
             payload = torch.load({str(exported.path)!r}, weights_only=False)
-            model = payload["model"]
+            model, metadata = payload["model"], payload["metadata"]
         with torch.no_grad():
             accuracy = (model(data["x"]).argmax(1) == data["y"]).float().mean().item()
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("prunetune", "torch_pruning", "ray", "optuna"))
-        print(json.dumps({{"accuracy": accuracy, "loaded": loaded}}))
+        print(json.dumps({{"accuracy": accuracy, "loaded": loaded, "metadata": metadata}}))
     """)
     for kind in ("pt2", "pt"):
         done = subprocess.run([sys.executable, "-c", probe, kind], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         measured = json.loads(done.stdout)
         assert abs(measured["accuracy"] - chosen["accuracy"]) <= 0.005
+        metadata = measured["metadata"]  # what a deployer needs, in both files
+        assert metadata["class_names"] == [str(digit) for digit in range(10)]
+        assert (metadata["source"], metadata["experiment"], metadata["trial"], metadata["step"]) == (
+            "search", "res", int(chosen["trial"]), int(chosen["step"]))
+        assert metadata["input"]["shape"] == ["batch", 3, 16, 16]
+        normalize = metadata["preprocessing"][-1]
+        assert normalize["op"] == "normalize" and normalize["mean"] == pytest.approx(baseline.splits.mean)
+        assert normalize["std"] == pytest.approx(baseline.splits.std)
+        assert metadata["metrics"]["accuracy"] == chosen["accuracy"]
         if kind == "pt2":
             assert measured["loaded"] == []  # torch alone
         else:  # tiny_cnn's class lives in prunetune's model zoo; no pruning / search code is needed
@@ -155,9 +175,19 @@ def test_pareto_cli_prints_the_front_in_each_format_and_filters_budgets(searched
     assert as_json.exit_code == 0, as_json.output
     records = json.loads(as_json.output)
     assert [(r["trial"], r["step"]) for r in records] == list(zip(front["trial"], front["step"]))
-    assert {"criterion", "accuracy", "MACs", "MAC ratio", "params"} <= set(records[0])
+    # Raw numbers with their units in the names, and each searched setting with its own type.
+    for record, (_, row) in zip(records, front.iterrows()):
+        assert record["accuracy"] == row["accuracy"] and record["mac_ratio"] == row["mac_ratio"]
+        assert record["macs"] == row["macs"] and record["params"] == row["params"]
+        assert record["pruning.criterion"] == row["param.pruning.criterion"]
+        assert record["stop.min_accuracy"] == row["param.stop.min_accuracy"]
+        assert isinstance(record["macs"], int) and isinstance(record["stop.min_accuracy"], float)
     as_csv = runner.invoke(app, ["pareto", "res", "--storage", job.storage.root, "--format", "csv"])
-    assert as_csv.output.splitlines()[0].startswith("trial,step,criterion")
+    from_csv = pd.read_csv(io.StringIO(as_csv.output))
+    assert list(from_csv.columns[:8]) == ["trial", "step", "phase", "feasible", "accuracy", "macs", "mac_ratio",
+                                          "params"]
+    assert from_csv["accuracy"].tolist() == front["accuracy"].tolist()
+    assert from_csv["macs"].tolist() == front["macs"].tolist()
     table = runner.invoke(app, ["pareto", "res", "--storage", job.storage.root])
     assert "Pareto front" in table.output
     cheapest = front["macs"].min()
@@ -181,3 +211,50 @@ def test_report_writes_labelled_pngs_and_a_page_that_shows_them(searched, tmp_pa
         assert name in (folder / "index.html").read_text()
     page = (folder / "index.html").read_text()
     assert "Pareto front" in page and "<table" in page
+
+
+def test_tensorboard_holds_every_epoch_and_every_step_of_each_trial_under_the_home(searched):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job, outcome = searched
+    rows = load("res", job.storage.root)
+    runs = sorted(path.name for path in (outcome.home / "tensorboard").iterdir())
+    assert runs == [f"trial_{number}" for number in sorted(rows["trial"].unique())]
+    for number, steps in rows.groupby("trial"):
+        events = EventAccumulator(str(outcome.home / "tensorboard" / f"trial_{number}")).Reload()
+        steps = steps.sort_values("step")
+        accuracy = events.Scalars("step/accuracy")
+        assert [point.step for point in accuracy] == list(steps["step"])
+        assert [point.value for point in accuracy] == pytest.approx(list(steps["accuracy"]), abs=1e-6)
+        assert [p.value for p in events.Scalars("step/mac_ratio")] == pytest.approx(list(steps["mac_ratio"]), abs=1e-6)
+        # Every recovery epoch, numbered along the trial: one per epoch the steps ran.
+        epochs = events.Scalars("epoch/val_accuracy")
+        assert [point.step for point in epochs] == list(range(1, int(steps["epochs_run"].sum()) + 1))
+        # The model's size in each epoch: each step's MAC ratio for its recovery epochs (a staircase at the cuts).
+        sizes = [ratio for ratio, count in zip(steps["mac_ratio"], steps["epochs_run"]) for _ in range(count)]
+        assert [point.value for point in events.Scalars("epoch/mac_ratio")] == pytest.approx(sizes, abs=1e-6)
+        assert {"epoch/train_loss", "epoch/lr", "step/threshold", "step/accuracy_before_recovery"} <= \
+            set(events.Tags()["scalars"])
+    # Ray's own logger (one point per step, into its trial folders) is off.
+    assert not list(outcome.home.glob("*/events.out.tfevents.*"))
+
+
+def test_the_study_holds_every_step_of_each_trial_for_the_dashboard(searched):
+    job, _ = searched
+    rows = load("res", job.storage.root)
+    study = open_search_study(open_search("res", job.storage.root))
+    volumes = trial_front_volumes(rows, OBJECTIVES.get("accuracy_macs"))
+    for trial in study.get_trials():
+        steps = rows[rows["trial"] == trial.number].sort_values("step")
+        if steps.empty:
+            continue
+        recorded = {int(key.split("_")[1]): value for key, value in trial.user_attrs.items() if key.startswith("step_")}
+        assert sorted(recorded) == list(steps["step"])
+        for _, row in steps.iterrows():
+            assert recorded[row["step"]] == {  # four decimals: one readable line on the dashboard's trial page
+                "accuracy": round(row["accuracy"], 4), "accuracy_before_recovery": round(row["pre_accuracy"], 4),
+                "mac_ratio": round(row["mac_ratio"], 4), "macs": row["macs"], "sparsity": round(row["sparsity"], 4),
+                "feasible": bool(row["feasible"])}
+        assert trial.user_attrs["feasible_steps"] == int(steps["feasible"].sum())
+        assert trial.user_attrs["front_hypervolume"] == pytest.approx(volumes[trial.number], abs=1e-8)
+    assert any(trial.user_attrs.get("front_hypervolume", 0) > 0 for trial in study.get_trials())

@@ -45,7 +45,7 @@ def test_a_killed_search_reads_as_gone_loses_no_printed_step_and_resumes_from_a_
     assert not root.exists()  # nothing written where the search used to be
 
 
-def test_a_second_driver_starting_while_the_first_trains_its_baseline_is_refused(search_job, monkeypatch):
+def test_a_second_driver_starting_while_the_first_trains_its_baseline_is_refused(ray_session, search_job, monkeypatch):
     job, space = load_search(search_job("race", trials=1), [])
     trained = []
 

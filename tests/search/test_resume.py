@@ -102,5 +102,9 @@ def test_a_search_runs_on_a_two_node_ray_cluster_started_with_rays_cli(search_jo
         assert "[baseline | epoch 2/2]" in done.stdout  # the driver trains the baseline first, with progress
         rows = load("cluster", str(tmp_path / "runs"))
         assert rows["trial"].nunique() == 2 and (rows["checkpoint"] != "").any()
+        # Curves of trials run on either node, under the home, and one TensorBoard hint: prunetune's, not Ray's.
+        curves = (tmp_path / "runs" / "cluster" / "tensorboard").resolve()
+        assert done.stdout.count("tensorboard --logdir") == 1 and f"tensorboard --logdir {curves}" in done.stdout
+        assert sorted(path.name for path in curves.iterdir()) == [f"trial_{n}" for n in sorted(rows["trial"].unique())]
     finally:
         _stop_cluster(temp_dir)

@@ -24,7 +24,9 @@ def _study(outcome, job):
 
 def test_multi_objective_search_keeps_infeasible_trials_off_the_front(ray_session, search_job):
     job, space = load_search(search_job("mo", trials=4, min_accuracy="{choice: [0.0, 1.0]}"), [])
-    outcome = run_search(job, space, verbose=0)
+    said = []
+    outcome = run_search(job, space, verbose=0, on_baseline=said.append)
+    assert [(s["state"], s["threshold"]) for s in said] == [("trained", None)]  # stop.* searched: per trial
     study = _study(outcome, job)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert study.metric_names == ["accuracy", "macs"]
@@ -44,7 +46,9 @@ def test_multi_objective_search_keeps_infeasible_trials_off_the_front(ray_sessio
 def test_trials_that_raise_are_recorded_and_the_search_goes_on(ray_session, search_job):
     # tiny_cnn has no expand blocks: a trial drawing scope "expand" raises (a bad combination).
     job, space = load_search(search_job("fail", trials=3), ["pruning.scope={choice: [all, expand]}"])
-    outcome = run_search(job, space, verbose=0)
+    said = []
+    outcome = run_search(job, space, verbose=0, on_baseline=said.append)
+    assert [(s["state"], s["threshold"]) for s in said] == [("trained", 0.0)]  # stop.min_accuracy 0.0
     study = _study(outcome, job)
     failed = [t for t in study.get_trials() if t.state == TrialState.FAIL]
     assert outcome.summary.finished == 3

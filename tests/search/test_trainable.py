@@ -9,7 +9,6 @@ import tempfile
 
 import pytest
 
-from prunetune.baseline import baseline_dir
 from prunetune.errors import RunError
 from prunetune.search import trainable
 from prunetune.search.trainable import scratch_folder
@@ -31,24 +30,38 @@ def test_scratch_folders_of_dead_workers_are_removed_and_live_ones_kept(tmp_path
 DRIVER_FILES = {"baseline.json": b'{"epochs": 2}', "model.pt": b"the driver's weights"}
 
 
-def test_a_tampered_file_in_the_node_cache_is_replaced_by_the_drivers_baseline(tiny_job, tmp_path, monkeypatch):
+DRIVER_FOLDER = "/elsewhere/runs/baselines/tiny_cnn-digits-0123456789abcdef"  # not on this node
+
+
+def test_a_tampered_file_in_the_node_cache_is_replaced_by_the_drivers_baseline(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the node's shared temp dir
-    config = tiny_job()
-    target = baseline_dir(trainable._with_local_baseline(config, DRIVER_FILES))
+    target = trainable.local_baseline(DRIVER_FILES, DRIVER_FOLDER)
     cache = tmp_path / f"prunetune-baselines-{os.getuid()}"
-    assert target.is_relative_to(cache) and stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert target == cache / "tiny_cnn-digits-0123456789abcdef" and stat.S_IMODE(cache.stat().st_mode) == 0o700
     (target / "model.pt").write_bytes(b"planted by another user")
-    assert baseline_dir(trainable._with_local_baseline(config, DRIVER_FILES)) == target
+    assert trainable.local_baseline(DRIVER_FILES, DRIVER_FOLDER) == target
     assert (target / "model.pt").read_bytes() == DRIVER_FILES["model.pt"]
 
 
-def test_a_node_cache_others_can_write_is_refused(tiny_job, tmp_path, monkeypatch):
+def test_a_trial_uses_the_drivers_folder_where_it_sees_the_same_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    shared = tmp_path / "runs" / "baselines" / "tiny_cnn-digits-0123456789abcdef"
+    shared.mkdir(parents=True)
+    for name, content in DRIVER_FILES.items():
+        (shared / name).write_bytes(content)
+    assert trainable.local_baseline(DRIVER_FILES, str(shared)) == shared
+    (shared / "baseline.json").write_bytes(b'{"epochs": 3}')  # another baseline now lives there: not the driver's
+    assert trainable.local_baseline(DRIVER_FILES, str(shared)).is_relative_to(tmp_path / "tmp")
+
+
+def test_a_node_cache_others_can_write_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     cache = tmp_path / f"prunetune-baselines-{os.getuid()}"
     cache.mkdir()
     cache.chmod(0o777)
     with pytest.raises(RunError, match=f"{cache}: the baseline cache is not a folder only this user can write"):
-        trainable._with_local_baseline(tiny_job(), DRIVER_FILES)
+        trainable.local_baseline(DRIVER_FILES, DRIVER_FOLDER)
 
 
 def test_a_search_trial_trains_in_bf16_through_torch_compile(ray_session, search_job):
