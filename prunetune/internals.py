@@ -36,6 +36,19 @@ RAY_CHECKPOINT_LOGGER = "ray.train._internal.storage"
 RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
+# Ray 2.60.0's Tune has two console engines. The new one (``ray.tune.experimental.output``)
+# prints, at every verbosity, 0 included, a "Configuration for experiment" box, "View detailed
+# results here" and a TensorBoard hint (``TuneTerminalReporter.experiment_started``). This
+# variable, read by ``get_air_verbosity`` each time ``fit`` builds its reporters, selects the
+# legacy engine, which prints nothing at verbosity 0. Ray's docs name it only in passing
+# ("If the RAY_AIR_NEW_OUTPUT=1 environment variable is set ..."), so it is pinned here.
+TUNE_LEGACY_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0"}
+
+# Optuna 5.0.0 warns (ExperimentalWarning) with this message each time a sampler is built with
+# ``group=True``; the filter matches the message, so a reworded one would show again.
+OPTUNA_GROUP_WARNING = "Argument ``group`` is an experimental feature"
+
+
 @contextmanager
 def token_auth_notice_unlogged() -> Iterator[None]:
     """Ray's notice that a new local cluster uses token authentication off; its errors still show."""

@@ -11,7 +11,7 @@ and errors still show; a failed trial gets prunetune's one line and keeps its tr
   experiment" box (its "Number of trials 9223372036854775807" is ``num_samples=-1``), "View
   detailed results here" and "To visualize your results with TensorBoard, run: tensorboard
   --logdir <Ray's session folder>" (``TuneTerminalReporter.experiment_started``). Its legacy
-  engine (``RAY_AIR_NEW_OUTPUT=0``, Tune's documented switch) prints nothing at verbosity 0.
+  engine (``internals.TUNE_LEGACY_OUTPUT``) prints nothing at verbosity 0.
   ``verbose=2`` (Ray's own status tables) keeps the new engine.
 - Tune's controller logs ~45 lines per failed trial ("Trial task failed for trial ...")
   unless ``TUNE_PRINT_ALL_TRIAL_ERRORS`` is 0; the traceback still goes to ``error.txt``.
@@ -30,7 +30,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from prunetune.internals import TUNE_LEGACY_OUTPUT
 from prunetune.study import optuna_info_unlogged
+
+
+# Tune's documented variables (ray.tune.constants.TUNE_ENV_VARS) set while a search runs.
+TUNE_QUIET = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 
 
 @contextmanager
@@ -51,8 +56,8 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 @contextmanager
 def library_output_off(verbose: int) -> Iterator[None]:
     """Tune's banners, box, per-failure tracebacks and own loggers and Optuna's INFO lines off while a search runs."""
-    values = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+    values = dict(TUNE_QUIET)
     if verbose < 2:
-        values["RAY_AIR_NEW_OUTPUT"] = "0"
+        values.update(TUNE_LEGACY_OUTPUT)
     with environment(values), optuna_info_unlogged():
         yield
