@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import re
 import time
@@ -44,6 +45,9 @@ from prunetune.runtime import Runtime, resolve_runtime, seed_everything
 from prunetune.training import cross_entropy, evaluate, lr_at, make_optimizer, recalibrate_batchnorm, train_epoch
 
 EpochCallback = Callable[[dict[str, Any]], None]
+# Called before an epoch's first batch (batch 0) and after each of its optimizer steps, with
+# {"epoch", "epochs", "batch", "batches"}: what a progress bar inside an epoch needs.
+BatchCallback = Callable[[dict[str, int]], None]
 
 
 # Bump when what a baseline measures changes: every older baseline is then measured (or
@@ -144,9 +148,10 @@ def trained_baseline(config: JobConfig) -> BaselineRecord | None:
 
 
 def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None,
-                     directory: Path | None = None) -> Baseline:
+                     on_batch: BatchCallback | None = None, directory: Path | None = None) -> Baseline:
     """Load the baseline for ``config`` if it exists, otherwise train (or measure) and save it.
 
+    ``on_epoch`` sees each trained epoch's row, ``on_batch`` each batch (``BatchCallback``).
     ``directory``: use the complete baseline there, whatever its key (a search's trials use
     the driver's, so a checkpoint changed mid-search cannot give trials different baselines).
     """
@@ -168,7 +173,7 @@ def prepare_baseline(config: JobConfig, on_epoch: EpochCallback | None = None,
 
     model = runtime.prepare(model)
     started = time.perf_counter()
-    history = _train(model, config, loaders, runtime, on_epoch)
+    history = _train(model, config, loaders, runtime, on_epoch, on_batch)
     seconds = time.perf_counter() - started
     measured = _measure(model, config, loaders, runtime)
     complexity = measure(model, splits.channels, splits.image_size)
@@ -238,7 +243,7 @@ def _teacher_message(message: str, classes: int) -> str:
 
 
 def _train(model: nn.Module, config: JobConfig, loaders: Loaders, runtime: Runtime,
-           on_epoch: EpochCallback | None) -> list[dict[str, Any]]:
+           on_epoch: EpochCallback | None, on_batch: BatchCallback | None) -> list[dict[str, Any]]:
     settings = config.baseline
     if settings.epochs == 0:
         return []
@@ -254,6 +259,7 @@ def _train(model: nn.Module, config: JobConfig, loaders: Loaders, runtime: Runti
         train = train_epoch(
             model, loaders.train, optimizer, loss_fn, runtime,
             lambda batch: lr_at(offset + batch, total, settings.lr, settings.lr_schedule, warmup),
+            after_step=_batch_counter(on_batch, epoch + 1, settings.epochs, per_epoch),
         )
         if settings.recalibrate_bn:
             # BN running averages lag far behind the weights early in training (momentum
@@ -273,6 +279,16 @@ def _train(model: nn.Module, config: JobConfig, loaders: Loaders, runtime: Runti
         if on_epoch is not None:
             on_epoch(row)
     return history
+
+
+def _batch_counter(on_batch: BatchCallback | None, epoch: int, epochs: int,
+                   batches: int) -> Callable[[], None] | None:
+    """``train_epoch``'s per-step hook telling ``on_batch`` how far the epoch is (no host sync: counts only)."""
+    if on_batch is None:
+        return None
+    done = itertools.count(1)
+    on_batch({"epoch": epoch, "epochs": epochs, "batch": 0, "batches": batches})
+    return lambda: on_batch({"epoch": epoch, "epochs": epochs, "batch": next(done), "batches": batches})
 
 
 def _measure(model: nn.Module, config: JobConfig, loaders: Loaders, runtime: Runtime) -> dict[str, Any]:

@@ -12,6 +12,8 @@ Nothing here imports Ray or Optuna at import time: ``results/`` uses this module
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +25,40 @@ CHECKED_AGAINST = {"ray": "2.60.0", "optuna": "5.0.0"}
 # Ray 2.60.0 logs "Checkpoint successfully created at: ..." at INFO through this private
 # module's logger (``logging.getLogger(__name__)``), once per checkpoint; no option turns it off.
 RAY_CHECKPOINT_LOGGER = "ray.train._internal.storage"
+
+
+# Ray 2.60.0 logs "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled
+# to opt out ..." at WARNING through this private module's logger whenever ``ray.init`` starts
+# a new local cluster with RAY_AUTH_MODE unset (``enable_token_auth_by_default``). Setting
+# RAY_AUTH_MODE=token says the same without the line, but only before ``import ray``: Ray reads
+# it into its C++ config then, and set later the driver and the cluster it starts disagree
+# ("Authentication token is missing or incorrect").
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+# Ray 2.60.0's Tune has two console engines. The new one (``ray.tune.experimental.output``)
+# prints, at every verbosity, 0 included, a "Configuration for experiment" box, "View detailed
+# results here" and a TensorBoard hint (``TuneTerminalReporter.experiment_started``). This
+# variable, read by ``get_air_verbosity`` each time ``fit`` builds its reporters, selects the
+# legacy engine, which prints nothing at verbosity 0. Ray's docs name it only in passing
+# ("If the RAY_AIR_NEW_OUTPUT=1 environment variable is set ..."), so it is pinned here.
+TUNE_LEGACY_OUTPUT = {"RAY_AIR_NEW_OUTPUT": "0"}
+
+# Optuna 5.0.0 warns (ExperimentalWarning) with this message each time a sampler is built with
+# ``group=True``; the filter matches the message, so a reworded one would show again.
+OPTUNA_GROUP_WARNING = "Argument ``group`` is an experimental feature"
+
+
+@contextmanager
+def token_auth_notice_unlogged() -> Iterator[None]:
+    """Ray's notice that a new local cluster uses token authentication off; its errors still show."""
+    logger = logging.getLogger(RAY_AUTH_LOGGER)
+    before = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def searcher_study(searcher: Any) -> optuna.Study:
@@ -111,3 +147,17 @@ def repoint_experiment(generator: Any, storage_path: str, name: str) -> None:
     """
     generator._experiment.storage.storage_fs_path = storage_path
     generator._experiment.storage.experiment_dir_name = name
+
+
+def named_trial_spec(experiment_spec: dict, namer: Any) -> dict:
+    """The experiment spec a ``SearchGenerator`` makes its next trial from, with ``namer`` naming
+    the trial and its folder.
+
+    Ray 2.60.0: ``Experiment.__init__`` keeps TuneConfig's ``trial_name_creator`` and
+    ``trial_dirname_creator`` as keys of its ``spec``, and ``_create_trial_from_spec``
+    (``ray.tune.experiment.config_parser``) hands them to ``Trial``, which calls them when the
+    trial is made. The public options go into the spec only when the experiment is built,
+    which a resumed search never does again (its generator's experiment is unpickled, with
+    the creators as they were pickled); handing them to each trial's spec works for both.
+    """
+    return {**experiment_spec, "trial_name_creator": namer, "trial_dirname_creator": namer}

@@ -7,6 +7,7 @@ against this registry, does not load it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,14 @@ def tpe(seed: int, multi_objective: bool):
     """Multivariate TPE (grouped for conditional spaces), 4 random start-up trials."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=4)
+    from prunetune.internals import OPTUNA_GROUP_WARNING
+
+    # Optuna 5 warns that ``group`` is experimental (ExperimentalWarning, since 2.8) each time the
+    # sampler is built; it is prunetune's choice, not the user's, so the warning is not theirs to read.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=OPTUNA_GROUP_WARNING,
+                                category=optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=4)
 
 
 @register_sampler("nsga2")

@@ -11,6 +11,8 @@ only: neither of them, nor Ray or torch.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,8 +56,9 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Object
     """The search's study; only a new search (``create``) makes one, any other caller needs it to exist."""
     directions = ["maximize" if mode == "max" else "minimize" for mode in objective.modes]
     try:
-        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler) \
-            if create else optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        with optuna_info_unlogged():
+            study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler) \
+                if create else optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except (KeyError, optuna.exceptions.DuplicatedStudyError):
         problem = "already holds" if create else "holds no"
         raise UserError(f"{storage.url}: the study storage {problem} study named {name!r}; "
@@ -65,6 +68,25 @@ def open_study(storage: optuna.storages.RDBStorage, name: str, objective: Object
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(objective.labels))
     return study
+
+
+@contextmanager
+def optuna_info_unlogged() -> Iterator[None]:
+    """Optuna's INFO lines off while prunetune works on a study; its warnings and errors still show.
+
+    Optuna logs at INFO through its own stderr handler: "A new study created in RDB with
+    name: ..." (``create_study``), "Using an existing study ..." (Ray's OptunaSearch opens the
+    study with ``load_if_exists=True``) and "Trial N finished with values ..." on every
+    ``tell``. prunetune prints what they would say in its own words (the search's lines,
+    ``prunetune status``). ``optuna.logging.set_verbosity`` is Optuna's documented switch; the
+    level in force before is restored, so a program that uses prunetune keeps its own.
+    """
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
 
 
 def trial_number(study: optuna.Study, trial_id: str) -> int | None:
@@ -184,10 +206,14 @@ class StudySummary:
         return self.complete + self.no_feasible_step + self.stopped
 
 
+def trial_counts(trials: list[optuna.trial.FrozenTrial]) -> dict[TrialState, int]:
+    return {state: sum(t.state == state for t in trials) for state in TrialState}
+
+
 def summarise(study: optuna.Study) -> StudySummary:
     """The search's own trials (a warm start's are the other search's: ``warm_started`` counts them)."""
     trials = own_trials(study)
-    count = {state: sum(t.state == state for t in trials) for state in TrialState}
+    count = trial_counts(trials)
     stopped = sum(t.state == TrialState.PRUNED and STOPPED_BY in t.user_attrs for t in trials)
     best = best_trials(study, [t for t in trials if t.state == TrialState.COMPLETE])
     labels = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]

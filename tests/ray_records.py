@@ -23,3 +23,14 @@ def ray_steps(experiment_dir: Path) -> set[tuple[str, int]]:
             if "step" in result:
                 steps.add((result["trial_id"], int(result["step"])))
     return steps
+
+
+def trial_folders(experiment_dir: Path) -> dict[str, str]:
+    """Ray trial id (as Ray's own result.json records it) -> the name of the trial's folder.
+
+    A trial stopped before its first report (a driver interrupted as it started) has an empty
+    result.json: nothing of Ray's own says which trial it was, so it is left out.
+    """
+    reports = {results.parent.name: results.read_text().splitlines()
+               for results in Path(experiment_dir).glob("*/result.json")}
+    return {json.loads(lines[0])["trial_id"]: folder for folder, lines in reports.items() if lines}

@@ -97,3 +97,12 @@ def test_googlenet_with_its_auxiliary_classifiers_trains_a_baseline(tiny_job):
     (epoch,) = result.record.history
     assert epoch["train_loss"] > 0 and 0.0 <= result.record.accuracy <= 1.0
     assert result.model.aux1 is not None and not result.model.training
+
+
+def test_on_batch_sees_every_batch_of_every_epoch_and_on_epoch_each_epoch(tiny_job):
+    batches, epochs = [], []
+    prepare_baseline(tiny_job("baseline.epochs=2"), on_epoch=epochs.append, on_batch=batches.append)
+    per_epoch = 256 // 64  # data.train_size / data.batch_size of tiny_job
+    assert batches == [{"epoch": e, "epochs": 2, "batch": b, "batches": per_epoch}
+                       for e in (1, 2) for b in range(per_epoch + 1)]  # batch 0: the epoch starts
+    assert [row["epoch"] for row in epochs] == [1, 2]

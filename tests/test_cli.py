@@ -146,7 +146,7 @@ def test_list_datasets_and_unknown_kind():
                                                                                   "imagefolder", "shapes"]
     _fails_cleanly(runner.invoke(app, ["list", "kernels"]), "unknown kind 'kernels'; known: datasets, models, scopes, "
                    "criteria, reductions, schedules, repairs, optimizers, lr-schedules, objectives, samplers, "
-                   "tkp-regularisers")
+                   "schedulers, tkp-regularisers")
 
 
 def test_list_shows_every_registry_with_its_names():
@@ -169,6 +169,17 @@ def test_baseline_command_writes_run_directory_then_reuses_it(job_file, tmp_path
     second = runner.invoke(app, ["baseline", str(job_file)])
     assert second.exit_code == 0 and "reused" in second.output and "epoch 1/1" not in second.output
     assert (directory / "model.pt").stat().st_mtime_ns == stamp
+
+
+def test_run_writes_its_directory_once_under_the_storage_root(job_file, tmp_path):
+    result = runner.invoke(app, ["run", str(job_file), "pruning.scope=all", "pruning.schedule.targets=[0.2]",
+                                 "recovery.epochs=1"])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "runs"
+    (directory,) = [path for path in root.iterdir() if path.name != "baselines"]
+    assert directory.name.startswith("prunetune-")  # <storage.root>/<name>-<time>, beside the search homes
+    assert (directory / "rows.parquet").is_file() and str(directory / "rows.parquet") in result.output
+    assert not (root / "runs").exists()
 
 
 def test_installed_entry_point_exits_2_without_traceback(tmp_path):

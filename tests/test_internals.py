@@ -16,6 +16,7 @@ import pytest
 
 import prunetune
 from prunetune import internals
+from prunetune.search.quiet import TUNE_QUIET
 
 PRIVATE_USE = re.compile(r"\._ot_|optuna\._|ray\.[\w.]*\._|\._trial_id\b|\._storage\b|_suggest_from_define_by_run")
 
@@ -63,6 +64,23 @@ def test_ray_checkpoint_logger_names_the_module_that_logs_each_checkpoint():
     assert "Checkpoint successfully created" in inspect.getsource(module), "re-check RAY_CHECKPOINT_LOGGER"
 
 
+def test_ray_auth_logger_names_the_module_that_logs_the_token_auth_notice():
+    module = importlib.import_module(internals.RAY_AUTH_LOGGER)
+    assert module.logger.name == internals.RAY_AUTH_LOGGER, "re-check RAY_AUTH_LOGGER"
+    assert "Token authentication is enabled for this Ray cluster" in inspect.getsource(module), \
+        "re-check RAY_AUTH_LOGGER"
+
+
+def test_a_trials_spec_hands_its_name_and_folder_creators_to_the_trial():
+    from ray.tune.experiment import config_parser
+
+    source = inspect.getsource(config_parser._create_trial_from_spec)
+    for key in ("trial_name_creator", "trial_dirname_creator"):
+        assert f'{key}=spec.get("{key}")' in source, f"re-check internals.named_trial_spec ({key})"
+    spec = internals.named_trial_spec({"run": "t", "config": {}}, "namer")
+    assert spec["trial_name_creator"] == spec["trial_dirname_creator"] == "namer" and spec["run"] == "t"
+
+
 def test_no_module_but_internals_uses_a_private_ray_or_optuna_name():
     package = Path(prunetune.__file__).parent
     offenders = [f"{path.relative_to(package)}:{number}: {line.strip()}"
@@ -95,3 +113,36 @@ def test_the_ray_attributes_the_resume_wrappers_use_are_set_where_they_were_chec
     source = inspect.getsource(getattr(owner, method))
     assert re.search(rf"{re.escape(attribute)}\b\s*(:[^=]*)?=", source), (
         f"{module}.{cls}.{method} no longer sets {attribute}: re-read internals.{wrapper} against the installed Ray")
+
+
+def test_the_legacy_output_switch_still_selects_tunes_engine_that_prints_nothing_at_verbosity_0(monkeypatch):
+    from ray.tune.experimental.output import get_air_verbosity
+
+    (name, value), = internals.TUNE_LEGACY_OUTPUT.items()
+    monkeypatch.delenv(name, raising=False)
+    assert get_air_verbosity(0) is not None, "Tune's new output engine is no longer the default: re-check TUNE_LEGACY_OUTPUT"
+    monkeypatch.setenv(name, value)
+    assert get_air_verbosity(0) is None, f"{name}={value} no longer selects Tune's legacy output: re-check TUNE_LEGACY_OUTPUT"
+
+
+@pytest.mark.parametrize("name", [*sorted(TUNE_QUIET), "TUNE_WARN_THRESHOLD_S"])
+def test_the_tune_variables_prunetune_sets_are_still_ones_tune_reads(name):
+    from ray.tune.constants import TUNE_ENV_VARS
+
+    assert name in TUNE_ENV_VARS, f"Tune no longer lists {name}: re-check prunetune/search/quiet.py and cli/searching.py"
+
+
+def test_tunes_slow_result_threshold_is_read_when_ray_tune_is_imported():
+    # Why the CLI sets TUNE_WARN_THRESHOLD_S before anything imports Ray (cli/searching.py).
+    from ray.tune.utils.util import warn_if_slow
+
+    source = inspect.getsource(warn_if_slow)
+    assert re.search(r'DEFAULT_THRESHOLD = float\(os\.environ\.get\("TUNE_WARN_THRESHOLD_S"', source), \
+        "warn_if_slow no longer reads TUNE_WARN_THRESHOLD_S at import: re-check cli/searching.py"
+
+
+def test_the_group_warning_prunetune_filters_is_the_one_optuna_emits():
+    with pytest.warns(optuna.exceptions.ExperimentalWarning) as caught:
+        optuna.samplers.TPESampler(multivariate=True, group=True)
+    assert any(str(warning.message).startswith(internals.OPTUNA_GROUP_WARNING) for warning in caught), \
+        f"Optuna's warnings for group=True: {[str(w.message) for w in caught]}: re-check OPTUNA_GROUP_WARNING"

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from prunetune.cli.app import ConfigArg, OverridesArg, app, out, user_facing
+from prunetune.cli.progress import BaselineProgress
 
 
 @app.command()
@@ -24,7 +25,8 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
     job = load_config(config, overrides or [])
     out.print(f"baseline: {job.model.name} on {job.data.name} ({job.data.image_size}px), "
               f"{job.baseline.epochs} epochs")
-    result = prepare_baseline(job, on_epoch=print_epoch)
+    with BaselineProgress(out) as progress:
+        result = prepare_baseline(job, on_epoch=progress.epoch, on_batch=progress.batch)
     record = result.record
     state = "reused" if result.reused else f"trained in {record.train_seconds:.1f}s" if record.epochs else "measured"
     table = Table(title=f"baseline ({state})", show_header=False)
@@ -40,22 +42,12 @@ def baseline(config: ConfigArg, overrides: OverridesArg = None) -> None:
     out.print(table)
 
 
-def print_epoch(row: dict[str, Any]) -> None:
-    out.print(
-        f"[baseline | epoch {row['epoch']}/{row['epochs']}] train loss {row['train_loss']:.4f} "
-        f"acc {row['train_accuracy']:.4f} | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f} "
-        f"| time {row['seconds']:.1f}s",
-        highlight=False,
-        markup=False,
-    )
-
-
 @app.command("run")
 @user_facing
 def run_pipeline(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    directory: Annotated[Path | None, typer.Option("--dir", help="run directory (default: STORAGE/runs/NAME-TIME)")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="run directory (default: STORAGE/NAME-TIME)")] = None,
 ) -> None:
     """Run the prune-and-recover pipeline once, without Ray: one row per step, a results table."""
     from prunetune.config import load_config

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from prunetune.cli.app import ConfigArg, OverridesArg, StorageOpt, app, out, print_table, user_facing
-from prunetune.cli.jobs import print_baseline, print_epoch
+from prunetune.cli.jobs import print_baseline
+from prunetune.cli.progress import BaselineProgress, search_view
+
+
+def _driver_environment() -> None:
+    """Tune's settings for a prunetune driver; set before Ray is imported, which is when Tune reads them.
+
+    A search reports once per pruning step, seconds to minutes apart. Tune warns ("Processing
+    trial results took 0.7 s, which may be a performance bottleneck. Please consider reporting
+    results less frequently") from 0.5 s of driver-side work per result, a threshold meant for
+    per-iteration reports, and a busy machine crosses it with the store's fsync; 5 s still
+    flags a driver that is really stuck. A user's own TUNE_WARN_THRESHOLD_S wins.
+    """
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "5")
+
 
 @app.command()
 @user_facing
@@ -25,15 +40,19 @@ def search(
         "of searches)")] = None,
 ) -> None:
     """Search the pipeline's settings with Ray Tune + Optuna; print the Pareto front."""
+    _driver_environment()
     from prunetune.search import run_search
     from prunetune.spaces import load_search
 
     job, space = load_search(config, list(overrides or []) + ([f"storage.root={storage}"] if storage else []))
     out.print(f"search {name or job.name}: {num_samples or job.search.num_samples} trials, objectives "
               f"{job.search.objectives}, sampler {job.search.sampler}, {len(space)} searched settings", highlight=False)
-    _print_outcome(run_search(job, space, name=name, num_samples=num_samples, address=address, on_epoch=print_epoch,
-                              on_baseline=print_baseline, warm_start=warm_start, storage=storage,
-                              on_warm_start=lambda warm: out.print(warm.describe(), highlight=False, markup=False)))
+    with search_view(out, name or job.name) as view, BaselineProgress(out) as baseline:
+        outcome = run_search(job, space, name=name, num_samples=num_samples, address=address,
+                             on_epoch=baseline.epoch, on_batch=baseline.batch, on_baseline=print_baseline, view=view,
+                             warm_start=warm_start, storage=storage,
+                             on_warm_start=lambda warm: out.print(warm.describe(), highlight=False, markup=False))
+    _print_outcome(outcome)
 
 
 @app.command()
@@ -45,9 +64,12 @@ def resume(
     address: Annotated[str | None, typer.Option(help="join this Ray cluster (default: a local Ray)")] = None,
 ) -> None:
     """Continue an interrupted or killed search until it has its requested trials."""
+    _driver_environment()
     from prunetune.search import resume_search
 
-    _print_outcome(resume_search(name, storage, resume_errored=errored, address=address))
+    with search_view(out, name) as view:
+        outcome = resume_search(name, storage, resume_errored=errored, address=address, view=view)
+    _print_outcome(outcome)
 
 
 @app.command()

@@ -62,8 +62,9 @@ def accuracy_threshold(config: JobConfig, baseline_accuracy: float) -> float:
 
 
 def run_directory(config: JobConfig) -> Path:
+    """``<storage.root>/<name>-<time>``: beside the search homes (``<root>/<name>``) and ``baselines/``."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    return Path(config.storage.root) / "runs" / f"{config.name}-{stamp}"
+    return Path(config.storage.root) / f"{config.name}-{stamp}"
 
 
 class PhaseClock:

@@ -21,11 +21,8 @@ The method, the target and the threshold are argued in docs/inspecting-a-search.
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -129,17 +126,6 @@ def setting_importance(study: optuna.Study, rows: pd.DataFrame, objective: Objec
     return SettingImportance(result.trials, described, shares, constant)
 
 
-@contextmanager
-def _optuna_info_off() -> Iterator[None]:
-    logger = logging.getLogger("optuna")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _without(result: SettingImportance, reason: str) -> SettingImportance:
     return SettingImportance(result.trials, result.target, constant=result.constant, reason=reason)
 
@@ -149,8 +135,10 @@ def _ped_anova(trials: list, names: list[str], volumes: dict[int, float]) -> dic
     import optuna
     from optuna.importance import PedAnovaImportanceEvaluator
 
+    from prunetune.study import optuna_info_unlogged
+
     # A study of the trials' settings, each valued by its front's hypervolume (larger is better).
-    with _optuna_info_off():  # "A new study created in memory": an internal study, not the user's concern
+    with optuna_info_unlogged():  # "A new study created in memory": an internal study, not the user's concern
         ranked = optuna.create_study(direction="maximize", study_name="importance")
     for trial in trials:
         ranked.add_trial(optuna.trial.create_trial(params=trial.params, distributions=trial.distributions,

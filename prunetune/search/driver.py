@@ -15,36 +15,40 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 from ray import tune
 
-from prunetune.baseline import EpochCallback, prepare_baseline
+from prunetune.baseline import BatchCallback, EpochCallback, prepare_baseline
 from prunetune.config import JobConfig
 from prunetune.data.deployment import deployment_info
 from prunetune.errors import UserError
 from prunetune.home import (DEFAULT_STORAGE, SEARCH_FORMAT, DriverState, absolute_root, beat, driver_state,
                             experiment_exists, experiment_path, is_uri, open_home, search_command, search_home)
-from prunetune.internals import repoint_restored_tuner
+from prunetune.internals import repoint_restored_tuner, token_auth_notice_unlogged
 from prunetune.objectives import OBJECTIVES
 from prunetune.pipeline.run import accuracy_threshold
+from prunetune.progress import SearchView
 from prunetune.rungs import RUNGS_FILE, RungReport, rung_report
 from prunetune.samplers import make_sampler
 from prunetune.schedulers import make_scheduler
 from prunetune.search_index import remember
-from prunetune.search.recording import (DriverBeat, ErrorRecorder, ProgressPrinter, ResultsRecorder,
-                                        trial_tracebacks_unprinted)
-from prunetune.search.scalars import ScalarWriter, ray_event_files_off, ray_loggers
-from prunetune.search.searcher import MovedSearchGenerator, StudySearch
+from prunetune.search.printer import ProgressPrinter
+from prunetune.search.quiet import library_output_off
+from prunetune.search.recording import DriverBeat, ErrorRecorder, ResultsRecorder
+from prunetune.search.scalars import ScalarWriter, ray_loggers
+from prunetune.search.searcher import StudySearch, StudySearchGenerator
 from prunetune.search.trial_steps import StepAttributes
 from prunetune.search.trainable import baseline_files, trial
 from prunetune.search.warm_start import WarmStart, read_warm_start
 from prunetune.spaces import build_search
 from prunetune.spaces.partial import optuna_params
 from prunetune.spaces.schema import refuse_unsearchable
-from prunetune.study import (StudySummary, TrialNumbers, enqueue, fail_stale_trials, open_study, requeue_interrupted,
+from prunetune.study import (StudySummary, TrialNumbers, enqueue, fail_stale_trials, open_study, optuna_info_unlogged,
+                             requeue_interrupted,
                              study_storage, summarise)
 
 
@@ -69,7 +73,8 @@ def _init_ray(address: str | None) -> None:
     try:
         # "local" starts a private Ray: without it ray.init() silently joins any cluster
         # `ray start` left running on this machine. --address joins one on purpose.
-        ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
+        with token_auth_notice_unlogged() if address is None else nullcontext():
+            ray.init(address=address or "local", include_dashboard=False, configure_logging=False)
     except ConnectionError as error:
         raise UserError(f"--address {address}: cannot join the Ray cluster ({error}); "
                         "start one with `ray start --head`") from None
@@ -101,10 +106,11 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
     study = open_study(storage, name, objective, sampler, create=create)
     # Built on the home opened here: a resumed driver reads the rung records back from it.
     scheduler = make_scheduler(config.search, objective, home / RUNGS_FILE, TrialNumbers(study))
-    searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
-                           sampler=sampler, study_name=name, storage=storage, total=num_samples,
-                           max_concurrent=config.search.max_concurrent_trials,
-                           stop_reason=getattr(scheduler, "stop_reason", None))
+    with optuna_info_unlogged():  # OptunaSearch opens the study again ("Using an existing study ...")
+        searcher = StudySearch(space=space.define_by_run, metric=list(objective.metrics), mode=list(objective.modes),
+                               sampler=sampler, study_name=name, storage=storage, total=num_samples,
+                               max_concurrent=config.search.max_concurrent_trials,
+                               stop_reason=getattr(scheduler, "stop_reason", None))
     trainable = tune.with_resources(
         tune.with_parameters(function, job=config.to_dict(), space=space, baseline=baseline_files(baseline),
                              baseline_folder=str(baseline)),
@@ -112,12 +118,23 @@ def _tuner_parts(config: JobConfig, space, name: str, home: Path, num_samples: i
     return study, searcher, scheduler, trainable
 
 
-def _callbacks(study, home: Path, name: str, config: JobConfig, space, verbose: int, scheduler) -> list:
-    printer = ProgressPrinter(study, config.storage.root, getattr(scheduler, "stop_reason", None))
-    return [ErrorRecorder(study), ResultsRecorder(home, name, config.storage.root, config, space, study),
-            DriverBeat(home), ScalarWriter(home, study, announce=verbose > 0), *ray_loggers(),
-            StepAttributes(study, config.storage.study_url, home, OBJECTIVES.get(config.search.objectives)),
+def _callbacks(study, home: Path, name: str, config: JobConfig, space, requested: int, verbose: int,
+               view: SearchView | None, scheduler) -> list:
+    results = ResultsRecorder(home, name, config.storage.root, config, space, study)
+    objective = OBJECTIVES.get(config.search.objectives)
+    printer = ProgressPrinter(study, config.storage.root, results.store, objective, requested, view,
+                              getattr(scheduler, "stop_reason", None))
+    return [ErrorRecorder(study), results, DriverBeat(home), ScalarWriter(home, study, announce=verbose > 0),
+            *ray_loggers(), StepAttributes(study, config.storage.study_url, home, objective),
             *([printer] if verbose else [])]
+
+
+def _fit(tuner, home: Path, verbose: int) -> None:
+    try:
+        with library_output_off(verbose):
+            tuner.fit()
+    finally:
+        beat(home, ended=True)
 
 
 def _take_name(root: str, name: str, home: Path) -> None:
@@ -147,8 +164,9 @@ def _job_record(config: JobConfig, space) -> dict:
 
 def run_search(config: JobConfig, space, name: str | None = None, num_samples: int | None = None,
                address: str | None = None, verbose: int = 1, on_epoch: EpochCallback | None = None,
-               on_baseline: Callable[[dict], None] | None = None, warm_start: str | None = None,
-               storage: str | None = None, on_warm_start: Callable[[WarmStart], None] | None = None,
+               on_batch: BatchCallback | None = None, on_baseline: Callable[[dict], None] | None = None,
+               view: SearchView | None = None, warm_start: str | None = None, storage: str | None = None,
+               on_warm_start: Callable[[WarmStart], None] | None = None,
                function: Callable[..., None] = trial) -> SearchOutcome:
     """Start a new search; refuses a name that already has one (use ``resume_search``).
 
@@ -156,9 +174,11 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     pipeline, the default): a benchmark of the driver passes a stand-in that reports made-up
     steps in milliseconds (bench/driver_scale.py). ``prunetune resume`` always runs the pipeline.
 
-    ``on_epoch`` sees each epoch of the baseline when the search has to train it first;
-    ``on_baseline`` its summary once it is ready (``Baseline.summary``; the threshold is None
-    when ``stop.*`` is searched, each trial then has its own).
+    ``on_epoch`` / ``on_batch`` see each epoch / batch of the baseline when the search has to
+    train it first; ``on_baseline`` its summary once it is ready (``Baseline.summary``; the
+    threshold is None when ``stop.*`` is searched, each trial then has its own); ``view``
+    shows the trials' lines and the search's status (default: printed lines; ``verbose=0``:
+    nothing).
 
     ``warm_start``: the name of an earlier search of the same baseline whose finished trials
     the study gets before its first proposal (``search/warm_start.py``), found under
@@ -178,7 +198,7 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     try:
         _init_ray(address)  # first: a trial no node can hold is refused before the baseline trains
         refuse_unfit_resources(config.search)
-        baseline = prepare_baseline(config, on_epoch)  # once, on the driver
+        baseline = prepare_baseline(config, on_epoch, on_batch)  # once, on the driver
         if on_baseline is not None:
             searched_stop = any(path.startswith("stop.") for path in space.names())
             on_baseline(baseline.summary(None if searched_stop else accuracy_threshold(config, baseline.record.accuracy)))
@@ -197,19 +217,16 @@ def run_search(config: JobConfig, space, name: str | None = None, num_samples: i
     remember(name, root, home)
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=-1,
+        tune_config=tune.TuneConfig(search_alg=StudySearchGenerator(searcher), scheduler=scheduler, num_samples=-1,
                                     reuse_actors=config.search.reuse_actors),
         # verbose 1: our one line per step (ProgressPrinter); 2: Ray's own status and result tables too.
         run_config=tune.RunConfig(name=name, storage_path=root,
                                   verbose=0 if verbose < 2 else 1,
                                   failure_config=tune.FailureConfig(max_failures=config.search.max_retries),
-                                  callbacks=_callbacks(study, home, name, config, space, verbose, scheduler)),
+                                  callbacks=_callbacks(study, home, name, config, space, num_samples, verbose, view,
+                                                       scheduler)),
     )
-    try:
-        with trial_tracebacks_unprinted(), ray_event_files_off():
-            tuner.fit()
-    finally:
-        beat(home, ended=True)
+    _fit(tuner, home, verbose)
     return SearchOutcome(name, home, summarise(study), num_samples, storage=root, rungs=_rungs(config, home))
 
 
@@ -232,7 +249,7 @@ def _first_trials(study, space, config: JobConfig, warm: WarmStart | None,
 
 
 def resume_search(name: str, storage: str | None = None, resume_errored: bool = False, address: str | None = None,
-                  verbose: int = 1) -> SearchOutcome:
+                  verbose: int = 1, view: SearchView | None = None) -> SearchOutcome:
     """Continue a search: stale RUNNING trials are failed, Ray's experiment and the study restored.
 
     ``storage``: the root it lives under (default: ``./runs``, then the index of searches).
@@ -262,15 +279,12 @@ def resume_search(name: str, storage: str | None = None, resume_errored: bool = 
                                resume_errored=resume_errored)
     # A URI root does not move; a local one may have (the home resumes from where it is now).
     # Ray keeps no scheduler state across a restore: this one has the rung records from the home.
-    repoint_restored_tuner(tuner, searcher if is_uri(root) else MovedSearchGenerator(searcher, root, name),
-                           _callbacks(study, home, name, config, space, verbose, scheduler), scheduler)
+    repoint_restored_tuner(tuner, StudySearchGenerator(searcher, None if is_uri(root) else (root, name)),
+                           _callbacks(study, home, name, config, space, meta["num_samples"], verbose, view, scheduler),
+                           scheduler)
     beat(home)
     remember(name, root, home)  # where it is now, if it moved
-    try:
-        with trial_tracebacks_unprinted(), ray_event_files_off():
-            tuner.fit()
-    finally:
-        beat(home, ended=True)
+    _fit(tuner, home, verbose)
     return SearchOutcome(name, home, summarise(study), meta["num_samples"], storage=root, rungs=_rungs(config, home))
 
 

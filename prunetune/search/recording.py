@@ -6,9 +6,6 @@ wherever the trial ran (a remote node's files may never reach the driver's disk)
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
 import time
 from pathlib import Path
 
@@ -37,30 +34,6 @@ def error_location(trial, root: str) -> str:
     scheme = root.split("://", 1)[0] + "://" if is_uri(root) else ""
     name = Path(trial.error_file).name if trial.error_file else "error.txt"
     return f"{scheme}{trial.path}/{name}"
-
-
-@contextmanager
-def tune_variable(name: str, value: str) -> Iterator[None]:
-    """A Ray Tune environment variable set while a search runs (Tune reads them as ``fit`` starts), then restored."""
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
-
-
-def trial_tracebacks_unprinted() -> AbstractContextManager[None]:
-    """Ray's own print of each failed trial's traceback off while a search runs.
-
-    Ray 2.60's controller logs ~45 lines per failure ("Trial task failed for trial ...") unless
-    ``TUNE_PRINT_ALL_TRIAL_ERRORS`` is 0 (a documented Tune variable, read when ``fit``
-    builds the controller); the traceback still goes to the trial's ``error.txt``.
-    """
-    return tune_variable("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
 
 
 class ErrorRecorder(tune.Callback):
@@ -161,40 +134,10 @@ class DriverBeat(tune.Callback):
             self.next_beat = time.monotonic() + BEAT_SECONDS
 
 
-class ProgressPrinter(tune.Callback):
-    """One line per reported step and per finished or failed trial (instead of Ray's result tables)."""
+def __getattr__(name: str):
+    # The step printer lived here: older searches' tuner.pkl name it so, and resuming one unpickles it.
+    if name == "ProgressPrinter":
+        from prunetune.search.printer import ProgressPrinter
 
-    # Prints through the builtin looked up at call time: Ray pickles callbacks into its
-    # experiment state and may have replaced builtins.print, so a stored reference fails to pickle.
-    root = ""  # a printer pickled in an older search's experiment state has none
-    stop_reason = None  # nor this: the scheduler's reason for stopping a trial early
-
-    def __init__(self, study, root: str, stop_reason=None) -> None:
-        self.number = TrialNumbers(study)
-        self.root = root
-        self.stop_reason = stop_reason
-
-    def _label(self, trial) -> str:
-        number = self.number(trial.trial_id)
-        return f"trial {number}" if number is not None else f"trial {trial.trial_id}"
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if "step" not in result:
-            return
-        verdict = "ok" if result["feasible"] else "below threshold, trial stops"
-        print(f"{self._label(trial)} step {result['step']}: sparsity {result['sparsity']:.3f}, "
-              f"MACs {result['mac_ratio']:.1%}, accuracy {result['pre_accuracy']:.4f} -> "
-              f"{result['accuracy']:.4f} ({verdict}), {result['seconds_total']:.1f}s")
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        stopped = self.stop_reason(trial.trial_id) if self.stop_reason is not None else None
-        if stopped:
-            print(f"{self._label(trial)} stopped at rung {stopped['rung']} ({stopped['cost']} {stopped['level']:g}): "
-                  f"accuracy {stopped['accuracy']:.4f} there, {stopped['better']} of {stopped['recorded']} trials ahead")
-        else:
-            print(f"{self._label(trial)} finished")
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        # One line, not Ray's traceback (the driver sets TUNE_PRINT_ALL_TRIAL_ERRORS=0); it stays in the file.
-        print(f"{self._label(trial)} failed: {error_reason(trial_error(trial))} "
-              f"(traceback: {error_location(trial, self.root)})")
+        return ProgressPrinter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

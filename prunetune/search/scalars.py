@@ -15,7 +15,7 @@ prunetune's trial number (what ``pareto`` and ``export`` show):
 The epochs travel with the next step's report (``EPOCHS_KEY``), so the files are written
 where the results arrive, whatever node ran the trial and whatever the storage: the
 curves of a step appear when the step ends. Ray's own TensorBoard logger is off
-(``ray_event_files_off``): it wrote one point per step into each trial folder, with
+(``search/quiet.py``): it wrote one point per step into each trial folder, with
 Ray's bookkeeping as scalars, and printed a ``--logdir`` in a temporary folder.
 """
 
@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from prunetune.search.recording import tune_variable
 from prunetune.study import TrialNumbers
 
 TENSORBOARD_DIR = "tensorboard"  # in the search's home
@@ -50,16 +48,6 @@ def tensorboard_hint(home: Path) -> str:
 def ray_loggers() -> list:
     """Ray's result files (``result.json`` is what a lost store is rebuilt from), without its TensorBoard logger."""
     return [CSVLoggerCallback(), JsonLoggerCallback()]
-
-
-def ray_event_files_off() -> AbstractContextManager[None]:
-    """Ray adds no logger of its own while a search runs: ``ray_loggers`` are passed instead.
-
-    ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS`` (a documented Tune variable, read when ``fit``
-    builds its callbacks) turns off Ray's CSV, JSON and TensorBoard loggers together; with
-    no TensorBoard logger Ray also prints no ``tensorboard --logdir`` of its own.
-    """
-    return tune_variable("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 class ScalarWriter(tune.Callback):

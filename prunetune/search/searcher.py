@@ -33,8 +33,8 @@ from ray.tune.search import SearchGenerator, Searcher
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
-from prunetune.internals import (repoint_experiment, restore_searcher_state, searcher_state, searcher_storage,
-                                 searcher_study)
+from prunetune.internals import (named_trial_spec, repoint_experiment, restore_searcher_state, searcher_state,
+                                 searcher_storage, searcher_study)
 from prunetune.study import RAY_ID, STOPPED_BY, own_trials
 
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -102,6 +102,13 @@ class StudySearch(OptunaSearch):
         matches = [t for t in self.study.get_trials(deepcopy=False) if t.user_attrs.get(RAY_ID) == trial_id]
         return matches[-1] if matches else None
 
+    def number_of(self, trial_id: str) -> int | None:
+        """The study's number of Ray trial ``trial_id`` (None before ``suggest`` made it)."""
+        if trial_id in self._live:
+            return self._live[trial_id]
+        frozen = self._find(trial_id)
+        return frozen.number if frozen is not None else None
+
     def _trial_key(self, number: int) -> tuple[optuna.storages.BaseStorage, int]:
         storage = searcher_storage(self)
         study_id = storage.get_study_id_from_name(self.study.study_name)
@@ -149,13 +156,48 @@ class StudySearch(OptunaSearch):
                 user_attrs={**frozen.user_attrs, **attributes, "resumed_from": frozen.number}))
 
 
-class MovedSearchGenerator(SearchGenerator):
-    """Ray's wrapper of a searcher, for a resume: new trials go where the home is now."""
+class TrialNamer:
+    """Names a Ray trial and its folder after the study's trial number: ``trial_<number>_<ray id>``.
 
-    def __init__(self, searcher: Searcher, storage_path: str, name: str) -> None:
+    Ray numbers trial folders with its search generator's counter, from 1 and restarted from
+    its pickled state on a resume; prunetune's trials are the study's, numbered from 0, and
+    those numbers are what ``status``, ``pareto`` and ``export --trial`` show. Ray calls the
+    namer once, when it makes a trial (just after ``suggest`` recorded it in the study). A
+    namer Ray pickled (in a trial's saved state) keeps no searcher and names by the Ray id
+    alone: never by a number it cannot look up.
+    """
+
+    searcher: StudySearch | None = None
+
+    def __init__(self, searcher: StudySearch) -> None:
+        self.searcher = searcher
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __deepcopy__(self, memo: dict) -> TrialNamer:
+        return self  # SearchGenerator deep-copies the spec for each trial: the copy must still ask the study
+
+    def __call__(self, trial) -> str:
+        number = self.searcher.number_of(trial.trial_id) if self.searcher is not None else None
+        return f"trial_{trial.trial_id}" if number is None else f"trial_{number}_{trial.trial_id}"
+
+
+class StudySearchGenerator(SearchGenerator):
+    """Ray's wrapper of the searcher: each trial named by its study number (``TrialNamer``).
+
+    For a resume, ``moved_to`` (storage path, name) makes new trials go where the home is now.
+    """
+
+    def __init__(self, searcher: StudySearch, moved_to: tuple[str, str] | None = None) -> None:
         super().__init__(searcher)
-        self.storage_path, self.name = storage_path, name
+        self.moved_to = moved_to
+        self.namer = TrialNamer(searcher)
+
+    def create_trial_if_possible(self, experiment_spec: dict):
+        return super().create_trial_if_possible(named_trial_spec(experiment_spec, self.namer))
 
     def set_state(self, state: dict) -> None:
         super().set_state(state)
-        repoint_experiment(self, self.storage_path, self.name)
+        if self.moved_to is not None:
+            repoint_experiment(self, *self.moved_to)

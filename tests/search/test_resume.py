@@ -1,5 +1,6 @@
 """Searches driven through the CLI in subprocesses: interrupted, killed, resumed, on a cluster."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from prunetune.results import load
-from tests.ray_records import ray_steps
+from tests.ray_records import ray_steps, trial_folders
 
 PRUNETUNE = [sys.executable, "-m", "prunetune.cli"]
 
@@ -68,6 +69,10 @@ def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_jo
     rows = load("res", str(root))
     # Nothing Ray recorded is missing (after a hard kill Ray's copy can be the older one).
     assert ray_steps(root / "res") <= set(zip(rows["trial_id"], rows["step"].astype(int)))
+    # Ray's folders carry the study's numbers, for trials of both drivers.
+    numbers = {json.loads(ray_id): number for number, _, ray_id in reversed(trials) if ray_id}
+    folders = trial_folders(root / "res")
+    assert len(folders) >= 4 and all(folder == f"trial_{numbers[ray_id]}_{ray_id}" for ray_id, folder in folders.items())
 
 
 def test_a_killed_search_resumes_its_enqueued_settings_without_repeating_them(search_job, tmp_path):
