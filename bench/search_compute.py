@@ -31,14 +31,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import ray
 
 from search_compute_report import report
-from search_quality import OBJECTIVES, hand_tuned
+from search_quality import OBJECTIVES, hand_tuned, shared_baseline
 
-from prunetune.baseline import prepare_baseline
-from prunetune.config import load_config
-from prunetune.pipeline.run import accuracy_threshold
 from prunetune.results import hypervolume, load
 from prunetune.home import search_home
 from prunetune.search import resume_search, run_search, search_status
@@ -108,11 +104,7 @@ def main() -> None:
     parser.add_argument("--no-seed001", action="store_true", help="skip the hand-tuned schedule")
     args = parser.parse_args()
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    base = load_config(args.config, [f"storage.root={args.root}"])
-    baseline = prepare_baseline(base)
-    threshold = accuracy_threshold(base, baseline.record.accuracy)
-    reference = {"accuracy": threshold, "mac_ratio": 1.0}
+    base, baseline, threshold, reference = shared_baseline(args.config, args.root)
     summary = {"budget_te": args.trials, "threshold": threshold, "baseline_accuracy": baseline.record.accuracy,
                "seed001_hv": None, "seed001_seconds": None, "config": str(args.config), "seeds": args.seeds,
                "compute": args.compute, "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other work"}

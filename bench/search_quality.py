@@ -57,6 +57,16 @@ def hand_tuned(config_path: Path, root: Path) -> pd.DataFrame:
     return rows
 
 
+
+def shared_baseline(config: Path, root: Path):
+    """Ray for the searches (2 CPUs), the job under ``root``, its baseline (trained once), the
+    threshold and the hypervolume reference point every search of the benchmark is scored against."""
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    base = load_config(config, [f"storage.root={root}"])
+    baseline = prepare_baseline(base)
+    threshold = accuracy_threshold(base, baseline.record.accuracy)
+    return base, baseline, threshold, {"accuracy": threshold, "mac_ratio": 1.0}
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
@@ -67,11 +77,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/search_quality.md"))
     args = parser.parse_args()
     started = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    base = load_config(args.config, [f"storage.root={args.root}"])
-    baseline = prepare_baseline(base)
-    threshold = accuracy_threshold(base, baseline.record.accuracy)
-    reference = {"accuracy": threshold, "mac_ratio": 1.0}
+    base, baseline, threshold, reference = shared_baseline(args.config, args.root)
     n = args.trials
     budgets = [max(1, n // 4), max(1, n // 2), n]
 
