@@ -83,18 +83,33 @@ class PrintedView:
 
 def best_step(rows: Iterable[dict[str, Any]], objective: Objective) -> str | None:
     """The best feasible step among ``rows``, in words: the least costly one when the objective
-    has a cost (MACs, latency), else the most accurate; ties go to the other measure."""
+    has a cost (MACs, which are effective MACs where a step has them, or latency), else the most
+    accurate; ties go to the other measure."""
     feasible = [row for row in rows if row.get("feasible") and _finite(row.get("accuracy"))
                 and _finite(row.get(objective.cost))]
     if not feasible:
         return None
-    ranks_cost = any(goal.column == objective.cost for goal in objective.goals)
-    best = min(feasible, key=lambda row: (row[objective.cost], -row["accuracy"]) if ranks_cost
-               else (-row["accuracy"], row[objective.cost]))
-    cost = f"{best['latency_ms']:.2f} ms" if objective.cost == "latency_ms" else f"{best['mac_ratio']:.1%} MACs"
+    ranks_cost = any(goal.column in (objective.cost, f"effective_{objective.cost}") for goal in objective.goals)
+    best = min(feasible, key=lambda row: (_cost(row, objective.cost), -row["accuracy"]) if ranks_cost
+               else (-row["accuracy"], _cost(row, objective.cost)))
+    if objective.cost == "latency_ms":
+        cost = f"{best['latency_ms']:.2f} ms"
+    else:
+        effective = _effective(best, "mac_ratio")
+        cost = f"{best['mac_ratio']:.1%} MACs" if effective == best["mac_ratio"] else f"{effective:.1%} eff. MACs"
     where = f"trial {int(best['trial'])} step {best['step']}" if _finite(best.get("trial")) else f"step {best['step']}"
     return f"{cost} at accuracy {best['accuracy']:.4f} ({where})" if ranks_cost else \
         f"accuracy {best['accuracy']:.4f} at {cost} ({where})"
+
+
+def _cost(row: dict[str, Any], cost: str) -> float:
+    return _effective(row, cost) if cost == "macs" else row[cost]
+
+
+def _effective(row: dict[str, Any], column: str) -> float:
+    """A step's effective ``column`` (TKP / N:M rows), its dense one where it has none."""
+    value = row.get(f"effective_{column}")
+    return value if _finite(value) else row[column]
 
 
 def _finite(value: object) -> bool:

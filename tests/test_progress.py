@@ -20,6 +20,12 @@ def test_the_best_step_of_a_mac_objective_is_the_least_costly_feasible_one():
     assert best_step(ROWS, OBJECTIVES.get("min_macs")) == "60.0% MACs at accuracy 0.9700 (trial 0 step 2)"
 
 
+def test_a_tkp_step_is_ranked_and_shown_at_its_effective_macs():
+    tkp = {**row(3, 4, 0.975, 0.7), "effective_macs": 300_000, "effective_mac_ratio": 0.3}
+    assert best_step([*ROWS, tkp], OBJECTIVES.get("accuracy_macs")) == \
+        "30.0% eff. MACs at accuracy 0.9750 (trial 3 step 4)"
+
+
 def test_the_best_step_of_the_accuracy_objective_is_the_most_accurate_feasible_one():
     assert best_step(ROWS, OBJECTIVES.get("max_accuracy")) == "accuracy 0.9850 at 80.0% MACs (trial 1 step 1)"
 
