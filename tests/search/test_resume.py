@@ -40,13 +40,14 @@ def _wait_for_complete(db: Path, process, count: int, timeout: float = 240) -> N
     pytest.fail("no trial finished in time")
 
 
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_job, tmp_path, how):
-    config = search_job("res", trials=4)
-    root = tmp_path / "runs"
-    db = root / "res" / "study.db"
-    search = subprocess.Popen([*PRUNETUNE, "search", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
+def _interrupt_and_resume(config, name, root, how, *overrides):
+    """Start ``prunetune search``, send ``how`` once a trial has finished, then ``prunetune resume``.
+
+    Returns the trial states finished before the signal and the finished resume.
+    """
+    db = root / name / "study.db"
+    search = subprocess.Popen([*PRUNETUNE, "search", str(config), *overrides], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         _wait_for_complete(db, search, 1)
         before = {number: state for number, state, _ in _finished(db) if state in ("COMPLETE", "PRUNED")}
@@ -55,9 +56,18 @@ def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_jo
     finally:
         if search.poll() is None:
             os.killpg(search.pid, signal.SIGKILL)
-    resumed = subprocess.run([*PRUNETUNE, "resume", "res", "--storage", str(root)], capture_output=True, text=True,
+    resumed = subprocess.run([*PRUNETUNE, "resume", name, "--storage", str(root)], capture_output=True, text=True,
                              timeout=480)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    return before, resumed
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_an_interrupted_search_resumes_to_exactly_the_requested_trials(search_job, tmp_path, how):
+    config = search_job("res", trials=4)
+    root = tmp_path / "runs"
+    db = root / "res" / "study.db"
+    before, resumed = _interrupt_and_resume(config, "res", root, how)
     trials = _finished(db)
     finished = [(n, ray_id) for n, state, ray_id in trials if state in ("COMPLETE", "PRUNED")]
     assert len(finished) == 4
@@ -83,20 +93,9 @@ def test_a_killed_search_resumes_its_enqueued_settings_without_repeating_them(se
     config = search_job("queued", trials=3)
     root = tmp_path / "runs"
     db = root / "queued" / "study.db"
-    search = subprocess.Popen([*PRUNETUNE, "search", str(config), "search.max_concurrent_trials=1",
-                               "search.enqueue=[{pruning.criterion: bn_gamma}, {pruning.criterion: l1}, "
-                               "{pruning.criterion: bn_gamma}]"],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        _wait_for_complete(db, search, 1)
-        os.killpg(search.pid, signal.SIGKILL)
-        search.communicate(timeout=120)
-    finally:
-        if search.poll() is None:
-            os.killpg(search.pid, signal.SIGKILL)
-    resumed = subprocess.run([*PRUNETUNE, "resume", "queued", "--storage", str(root)], capture_output=True, text=True,
-                             timeout=480)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    _, resumed = _interrupt_and_resume(config, "queued", root, signal.SIGKILL, "search.max_concurrent_trials=1",
+                                       "search.enqueue=[{pruning.criterion: bn_gamma}, {pruning.criterion: l1}, "
+                                       "{pruning.criterion: bn_gamma}]")
     assert "3/3 finished" in resumed.stdout
     study = optuna.load_study(study_name="queued", storage=f"sqlite:///{db}")
     finished = [t for t in study.get_trials() if t.state.name in ("COMPLETE", "PRUNED")]
