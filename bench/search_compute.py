@@ -107,7 +107,8 @@ def main() -> None:
     base, baseline, threshold, reference = shared_baseline(args.config, args.root)
     summary = {"budget_te": args.trials, "threshold": threshold, "baseline_accuracy": baseline.record.accuracy,
                "seed001_hv": None, "seed001_seconds": None, "config": str(args.config), "seeds": args.seeds,
-               "compute": args.compute, "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other work"}
+               "compute": args.compute,
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f} at the start)"}
     if not args.no_seed001:
         summary.update(seed001_record(args.config, args.root, reference))
     variants = args.variants.split(",")

@@ -151,7 +151,7 @@ def merged(paths: list[Path]) -> tuple[list[dict], dict]:
     order = list(dict.fromkeys(r["variant"] for r in records))  # as the first file lists them
     records.sort(key=lambda r: (order.index(r["variant"]), r["seed"]))
     summary = {**saved[0]["summary"], "seeds": ",".join(str(s) for s in sorted({r["seed"] for r in records})),
-               "minutes": max(run["summary"]["minutes"] for run in saved), "merged": len(saved)}
+               "minutes": max(run["summary"]["minutes"] for run in saved), "merged": len(saved) > 1}
     return records, summary
 
 
