@@ -50,14 +50,24 @@ class RunResult:
         return row
 
     def _better(self, row: StepRow, previous: StepRow) -> bool:
-        """Cheaper than the best so far (effective MACs, or latency when it is the cost), ties to accuracy."""
-        if self.cost == "latency_ms":
-            return (row.latency_ms, -row.accuracy) < (previous.best_latency_ms, -previous.best_accuracy)
-        return (row.effective_macs, -row.accuracy) < (previous.best_effective_macs, -previous.best_accuracy)
+        column = ranked_by(self.cost)
+        return cheaper(getattr(row, column), row.accuracy,
+                       getattr(previous, f"best_{column}"), previous.best_accuracy)
 
     @property
     def best(self) -> StepRow | None:
         return next((r for r in self.rows if r.is_best and r.step == self.rows[-1].best_step), None)
+
+
+def ranked_by(cost: str) -> str:
+    """The row column the best feasible step is chosen by: effective MACs (a channel-only step's are
+    its MACs), or the latency when it is the cost."""
+    return "latency_ms" if cost == "latency_ms" else "effective_macs"
+
+
+def cheaper(cost: float, accuracy: float, best_cost: float, best_accuracy: float) -> bool:
+    """A step better than the best so far: cheaper, ties to the higher accuracy."""
+    return (cost, -accuracy) < (best_cost, -best_accuracy)
 
 
 def write_rows(path: Path, rows: list[StepRow]) -> None:

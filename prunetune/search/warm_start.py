@@ -22,6 +22,7 @@ own, and ``prunetune pareto OTHER NEW`` joins them.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from prunetune.config import JobConfig, validate_config
 from prunetune.errors import ConfigError, UserError
 from prunetune.home import DEFAULT_STORAGE, SearchHome, absolute_root, open_home
 from prunetune.objectives import OBJECTIVES, Objective
+from prunetune.pipeline.rows import cheaper, ranked_by
 from prunetune.pipeline.run import accuracy_threshold
 from prunetune.results.experiment import load
 from prunetune.results.store import config_columns
@@ -184,13 +186,16 @@ def _threshold(config: JobConfig, params: dict, baseline_accuracy: float) -> flo
 
 
 def _with_best(rows: list[dict], cost: str) -> list[dict]:
-    """The rows with ``best_*`` as the new search picks its best feasible step: by its cost (fewest MACs, or
-    lowest latency), ties to the higher accuracy (``pipeline/rows.py``), whatever OTHER's cost was."""
-    best, out = None, []
+    """The rows with ``best_*`` as the new search picks its best feasible step (``RunResult``): by its cost
+    (effective MACs, or latency), ties to the higher accuracy, whatever OTHER's cost was. A row without
+    effective MACs (stored before TKP existed) is dense: its effective MACs are its MACs."""
+    column, best, out = ranked_by(cost), None, []
     for row in rows:
-        if row["feasible"] and not pd.isna(row[cost]) and (
-                best is None or (row[cost], -row["accuracy"]) < (best[cost], -best["accuracy"])):
+        if pd.isna(row.get("effective_macs", math.nan)):
+            row = {**row, "effective_macs": row["macs"]}
+        if row["feasible"] and not pd.isna(row[column]) and (
+                best is None or cheaper(row[column], row["accuracy"], best[column], best["accuracy"])):
             best = row
-        out.append({**row, **{f"best_{column}": best[column] if best is not None else None
-                              for column in ("accuracy", "macs", "mac_ratio", "latency_ms")}})
+        out.append({**row, **{f"best_{name}": best[name] if best is not None else None
+                              for name in ("accuracy", "macs", "mac_ratio", "latency_ms", "effective_macs")}})
     return out

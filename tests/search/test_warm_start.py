@@ -161,3 +161,19 @@ def test_a_joint_front_of_two_baselines_is_refused(first):
     result = runner.invoke(app, ["pareto", "first", "copied", "--storage", str(root)])
     assert result.exit_code == 2, result.output
     assert "first and copied pruned different baselines" in result.output and "0123456789abcdef" in result.output
+
+
+def test_an_added_trials_best_step_is_its_least_costly_by_effective_macs_as_the_new_search_ranks_its_own():
+    # Two feasible steps with the same channels (same dense MACs); the second's kernel masks (TKP) make it
+    # cheaper in effective MACs: the new search's own trainable would call it the best, and so must its warm start.
+    from prunetune.objectives import OBJECTIVES
+    from prunetune.search.warm_start import _with_best
+
+    base = {"feasible": True, "macs": 100.0, "mac_ratio": 0.5, "latency_ms": float("nan")}
+    rows = [{**base, "step": 1, "accuracy": 0.90, "effective_macs": 90.0},
+            {**base, "step": 2, "accuracy": 0.89, "effective_macs": 50.0},
+            {**base, "step": 3, "accuracy": 0.95, "feasible": False, "macs": 80.0}]  # stored before TKP: no column
+    steps = _with_best(rows, "macs")
+    values = OBJECTIVES.get("accuracy_macs").values(steps[-1], steps[:-1])
+    assert [values["objective_accuracy"], values["objective_macs"]] == [0.89, 50.0]
+    assert steps[2]["effective_macs"] == 80.0  # a row without effective MACs counts as dense
